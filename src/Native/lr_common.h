@@ -22,16 +22,16 @@ void lr_clear_error();
   catch (...) { lr_set_error("unknown native exception"); fail; }
 
 // Body returns an at::Tensor; the macro wraps it in an owned heap handle (null on failure).
-#define LR_TENSOR(body)                                                             \
-  try { return new at::Tensor(body); } LR_CATCH_BLOCK(return nullptr)
+#define LR_TENSOR(...)                                                             \
+  try { return new at::Tensor(__VA_ARGS__); } LR_CATCH_BLOCK(return nullptr)
 
 // Body is a statement list; returns 0 on success, -1 on failure.
-#define LR_STATUS(body)                                                             \
-  try { body; return 0; } LR_CATCH_BLOCK(return -1)
+#define LR_STATUS(...)                                                             \
+  try { __VA_ARGS__; return 0; } LR_CATCH_BLOCK(return -1)
 
 // Body returns a value; `fallback` is returned on failure (caller checks lr_has_error).
-#define LR_VALUE(fallback, body)                                                    \
-  try { return body; } LR_CATCH_BLOCK(return fallback)
+#define LR_VALUE(fallback, ...)                                                    \
+  try { return __VA_ARGS__; } LR_CATCH_BLOCK(return fallback)
 
 inline const at::Tensor& T(lr_tensor t) {
   if (t == nullptr) throw std::invalid_argument("null tensor handle");

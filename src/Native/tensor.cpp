@@ -44,25 +44,25 @@ LR_API int64_t lr_tensor_element_size(lr_tensor t) { LR_VALUE(-1, (int64_t)T(t).
 
 // ---- creation ----
 LR_API lr_tensor lr_tensor_empty(const int64_t* shape, int n, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::empty(dims(shape, n), lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::empty(dims(shape, n), lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_zeros(const int64_t* shape, int n, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::zeros(dims(shape, n), lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::zeros(dims(shape, n), lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_ones(const int64_t* shape, int n, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::ones(dims(shape, n), lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::ones(dims(shape, n), lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_full(const int64_t* shape, int n, double value, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::full(dims(shape, n), value, lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::full(dims(shape, n), value, lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_arange(double start, double end, double step, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::arange(start, end, step, lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::arange(start, end, step, lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_linspace(double start, double end, int64_t steps, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::linspace(start, end, steps, lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::linspace(start, end, steps, lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_eye(int64_t n, int64_t m, int dtype, int dk, int di, int rg) {
-  LR_TENSOR(at::eye(n, m, lr_options(dtype, dk, di, rg)));
+  LR_TENSOR(torch::eye(n, m, lr_options(dtype, dk, di, rg)));
 }
 LR_API lr_tensor lr_tensor_zeros_like(lr_tensor t) { LR_TENSOR(at::zeros_like(T(t))); }
 LR_API lr_tensor lr_tensor_ones_like(lr_tensor t) { LR_TENSOR(at::ones_like(T(t))); }

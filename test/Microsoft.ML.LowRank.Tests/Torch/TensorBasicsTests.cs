@@ -61,9 +61,14 @@ public class TensorBasicsTests
         Assert.Equal(2, t.numel());
     }
 
-    [Fact]
-    public void DisposeScopeFreesEverythingCreatedInside()
+}
+
+[Collection(Microsoft.ML.LowRank.Tests.Helpers.SerialCollection.Name)]
+public class ScopeLeakTests
+{
+    private static void ScopeFrees()
     {
+        GC.Collect(); GC.WaitForPendingFinalizers();
         var before = Tensor.TotalCount;
         Tensor kept;
         using (var scope = NewDisposeScope())
@@ -76,6 +81,9 @@ public class TensorBasicsTests
         kept.Dispose();
         Assert.Equal(before, Tensor.TotalCount);
     }
+
+    [Fact]
+    public void ScopeFreesEverythingCreatedInside() => ScopeFrees();
 
     [Fact]
     public void ReportsVersionAndThreads()

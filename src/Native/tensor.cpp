@@ -106,3 +106,11 @@ LR_API const char* lr_tensor_to_string(lr_tensor t) {
   static thread_local std::string s;
   try { std::ostringstream os; os << T(t); s = os.str(); return s.c_str(); } LR_CATCH_BLOCK(return nullptr)
 }
+
+// Replaces the data of `t` with `src` (same autograd identity; used to move/convert parameters in place).
+LR_API int lr_tensor_set_data(lr_tensor t, lr_tensor src) {
+  LR_STATUS({ auto x = T(t); x.set_data(T(src)); });
+}
+
+// Whether two handles alias the same tensor implementation.
+LR_API int lr_tensor_is_same(lr_tensor a, lr_tensor b) { LR_VALUE(-1, T(a).is_same(T(b)) ? 1 : 0); }

@@ -4,7 +4,7 @@ namespace Microsoft.ML.LowRank.Torch;
 
 public static partial class torch
 {
-    public sealed partial class Tensor
+    public partial class Tensor
     {
         /// <summary>Computes gradients of this tensor with respect to the graph leaves that require them.</summary>
         /// <param name="gradient">Gradient of the final objective with respect to this tensor (required unless it is a scalar).</param>

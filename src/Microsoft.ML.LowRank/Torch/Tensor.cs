@@ -10,9 +10,15 @@ public static partial class torch
     /// caller owns. Disposing frees the alias (the storage is freed when its last alias goes); the innermost
     /// open <see cref="DisposeScope"/> disposes it automatically, and a finalizer is the last resort.
     /// </summary>
-    public sealed partial class Tensor : IDisposable
+    public partial class Tensor : IDisposable
     {
         private readonly TensorHandle _handle;
+
+        internal Tensor(IntPtr ptr, bool register)
+        {
+            _handle = new TensorHandle(ptr);
+            if (register) DisposeScopeManager.Register(this);
+        }
 
         internal Tensor(IntPtr ptr)
         {
@@ -161,6 +167,16 @@ public static partial class torch
 
         /// <summary>Address of the first element (for interop; valid while the tensor lives).</summary>
         public IntPtr data_ptr() => new(NativeMethods.lr_tensor_data_ptr(Handle));
+
+        /// <summary>Replaces this tensor's data (shape, dtype, device, storage) with <paramref name="source"/>'s, keeping its
+        /// identity (used to move or convert parameters in place).</summary>
+        /// <param name="source">The new data.</param>
+        public void set_data(Tensor source) => CheckStatus(NativeMethods.lr_tensor_set_data(Handle, source.Handle));
+
+        /// <summary>Whether <paramref name="other"/> is an alias of the very same tensor.</summary>
+        /// <param name="other">Another tensor.</param>
+        /// <returns>True when both alias one tensor.</returns>
+        public bool is_same(Tensor other) => Check(NativeMethods.lr_tensor_is_same(Handle, other.Handle)) != 0;
 
         /// <summary>A new alias of the same tensor (same storage, same autograd identity).</summary>
         public Tensor alias() => Wrap(NativeMethods.lr_tensor_alias(Handle));

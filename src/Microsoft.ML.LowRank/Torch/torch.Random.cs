@@ -166,7 +166,7 @@ public static partial class torch
         return Tensor.Wrap(r);
     }
 
-    public sealed partial class Tensor
+    public partial class Tensor
     {
         /// <summary>Fills in place with normal samples (no autograd history).</summary>
         /// <param name="mean">Mean.</param>

@@ -38,3 +38,9 @@ internal static partial class NativeMethods
     [LibraryImport(Lib)] internal static partial IntPtr lr_tensor_contiguous(TensorHandle t);
     [LibraryImport(Lib)] internal static partial IntPtr lr_tensor_to_string(TensorHandle t);
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial int lr_tensor_set_data(TensorHandle t, TensorHandle src);
+    [LibraryImport(Lib)] internal static partial int lr_tensor_is_same(TensorHandle a, TensorHandle b);
+}

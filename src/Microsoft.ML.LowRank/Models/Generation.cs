@@ -33,7 +33,7 @@ public sealed class GenerationOptions
 }
 
 /// <summary>Autoregressive generation for causal-LM models: batched prompts with left padding and a KV cache.</summary>
-public static class Generator
+public static class TextGenerator
 {
     /// <summary>Generates continuations of each prompt.</summary>
     /// <param name="model">A causal-LM model.</param>

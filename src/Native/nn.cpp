@@ -57,7 +57,7 @@ LR_API lr_tensor lr_nn_rms_norm(lr_tensor input, const int64_t* shape, int n, lr
       TORCH_CHECK(x.size(x.dim() - n + i) == ns[i], "rms_norm: normalized_shape ", shape_str(ns),
                   " does not match the trailing dimensions of input shape ", shape_str(x.sizes()));
     if (weight) TORCH_CHECK(weight->sizes() == ns, "rms_norm: weight shape ", shape_str(weight->sizes()), " must equal normalized_shape ", shape_str(ns));
-    TORCH_CHECK(at::isFloatingType(x.scalar_type()), "rms_norm: input must be floating point, got ", x.scalar_type());
+    TORCH_CHECK(c10::isFloatingType(x.scalar_type()), "rms_norm: input must be floating point, got ", x.scalar_type());
     const bool low = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
     const bool dbl = x.scalar_type() == at::kDouble;
     double e = has_eps ? eps : (dbl ? std::numeric_limits<double>::epsilon() : (double)std::numeric_limits<float>::epsilon());

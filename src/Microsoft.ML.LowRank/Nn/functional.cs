@@ -235,7 +235,7 @@ public static partial class torch
             /// (libtorch 2.x; it picks a fused flash / memory-efficient kernel where one applies). False on libtorch 1.13,
             /// where the reference formula runs as separate kernels. (On libtorch 2.0 an explicit scale also uses the formula.)
             /// </summary>
-            public static bool sdpa_uses_fused_kernel { get; } = NativeMethods.lr_nn_sdpa_native() != 0;
+            public static bool sdpa_uses_fused_kernel => NativeMethods.lr_nn_sdpa_native() != 0;
 
             /// <summary>
             /// Attention: softmax(q kᵀ · scale + mask) v, with dropout on the attention weights. A bool mask keeps the

@@ -704,6 +704,29 @@ public class NnFunctionalTests
     }
 
     [Fact]
+    public void SdpaDropoutZeroesOrRescalesAttentionWeights()
+    {
+        using var scope = NewDisposeScope();
+        // with v = I the output rows are the attention weights themselves (after dropout)
+        const int L = 20, S = 5, E = 4;
+        const double p = 0.5;
+        var qd = Rand(L * E, 48);
+        var kd = Rand(S * E, 49);
+        var eye = new double[S * S];
+        for (int i = 0; i < S; i++) eye[i * S + i] = 1;
+        var w = RefSdpa(qd, kd, eye, 1, L, S, E, S, 1 / Math.Sqrt(E));
+        var y = F.scaled_dot_product_attention(tensor(qd, new long[] { 1, L, E }), tensor(kd, new long[] { 1, S, E }),
+            tensor(eye, new long[] { 1, S, S }), dropout_p: p).ToDoubleArray();
+        int dropped = 0;
+        for (int i = 0; i < y.Length; i++)
+        {
+            if (y[i] == 0) { dropped++; continue; }
+            Assert.True(Math.Abs(y[i] - w[i] / (1 - p)) < 1e-12, $"element {i}: {y[i]:R} is neither 0 nor {w[i] / (1 - p):R}");
+        }
+        Assert.InRange(dropped, 20, 80); // Binomial(100, 0.5)
+    }
+
+    [Fact]
     public void SdpaBadInputsThrow()
     {
         using var scope = NewDisposeScope();

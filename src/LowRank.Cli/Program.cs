@@ -1,3 +1,6 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Torch;
 using static Microsoft.ML.LowRank.Torch.torch;
 
@@ -17,11 +20,12 @@ public static class Program
             return command switch
             {
                 "smoke" => Smoke(),
+                "info" => Info(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
         }
-        catch (Exception e) when (e is TorchException or DllNotFoundException or ArgumentException or IOException)
+        catch (Exception e) when (e is TorchException or DllNotFoundException or ArgumentException or IOException or InvalidOperationException or SafetensorsException)
         {
             Console.Error.WriteLine($"lowrank: {e.Message}");
             return 1;
@@ -30,7 +34,10 @@ public static class Program
 
     private static int Help()
     {
-        Console.WriteLine("usage: lowrank <command>\n  smoke   build check: libtorch version, threads, one matmul");
+        Console.WriteLine("usage: lowrank <command> [options]\n" +
+            "  smoke                    build check: libtorch version, threads, one matmul\n" +
+            "  info <model-folder>      architecture, parameter count, dtype, tokenizer kind (config.json alone suffices)\n" +
+            "options: --json            machine-readable output");
         return 0;
     }
 
@@ -38,6 +45,77 @@ public static class Program
     {
         Console.Error.WriteLine($"lowrank: unknown command '{command}' (try 'lowrank help')");
         return 2;
+    }
+
+    private static int Info(string[] args)
+    {
+        var json = args.Contains("--json");
+        var folder = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))
+            ?? throw new ArgumentException("info needs a model folder (or a config.json path)");
+        var config = ModelConfig.FromFile(folder);
+        var dir = Directory.Exists(folder) ? folder : Path.GetDirectoryName(Path.GetFullPath(folder))!;
+        var task = config.Architectures.Any(a => a.EndsWith("ForSequenceClassification", StringComparison.Ordinal)) ? ModelTask.SequenceClassification
+            : config.Family is ModelFamily.Bert or ModelFamily.Roberta ? ModelTask.Backbone : ModelTask.CausalLM;
+        long count;
+        using (var meta = new PretrainedModel(config, task, Device.META)) count = meta.num_parameters();
+        var tokenizer = TokenizerKind(dir);
+        var weights = File.Exists(Path.Combine(dir, "model.safetensors.index.json")) ? "sharded safetensors"
+            : File.Exists(Path.Combine(dir, "model.safetensors")) ? "safetensors" : "none (config only)";
+        if (json)
+        {
+            var o = new JsonObject
+            {
+                ["model_type"] = config.ModelType,
+                ["architecture"] = PretrainedModel.ArchitectureName(config, task),
+                ["parameters"] = count,
+                ["dtype"] = config.TorchDtype,
+                ["layers"] = config.NumHiddenLayers,
+                ["hidden_size"] = config.HiddenSize,
+                ["heads"] = config.NumAttentionHeads,
+                ["kv_heads"] = config.NumKeyValueHeads,
+                ["vocab_size"] = config.VocabSize,
+                ["tokenizer"] = tokenizer,
+                ["weights"] = weights,
+            };
+            Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+        else
+        {
+            Console.WriteLine($"architecture  {PretrainedModel.ArchitectureName(config, task)} ({config.ModelType})");
+            Console.WriteLine($"parameters    {count:N0}");
+            Console.WriteLine($"dtype         {config.TorchDtype}");
+            Console.WriteLine($"shape         {config.NumHiddenLayers} layers, hidden {config.HiddenSize}, {config.NumAttentionHeads} heads ({config.NumKeyValueHeads} kv), vocab {config.VocabSize}");
+            Console.WriteLine($"tokenizer     {tokenizer}");
+            Console.WriteLine($"weights       {weights}");
+        }
+        return 0;
+    }
+
+    private static string TokenizerKind(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer.json");
+        if (!File.Exists(path))
+            return File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")) ? "BPE (vocab.json + merges.txt)"
+                : File.Exists(Path.Combine(dir, "vocab.txt")) ? "WordPiece (vocab.txt)" : "none";
+        try
+        {
+            var o = JsonNode.Parse(File.ReadAllText(path));
+            var type = o?["model"]?["type"]?.GetValue<string>() ?? "unknown";
+            var pre = o?["pre_tokenizer"]?["type"]?.GetValue<string>();
+            var byteFallback = o?["model"]?["byte_fallback"]?.GetValue<bool>() ?? false;
+            return type switch
+            {
+                "BPE" when pre == "ByteLevel" || (o?["decoder"]?["type"]?.GetValue<string>() == "ByteLevel") => "byte-level BPE",
+                "BPE" when byteFallback => "SentencePiece BPE (byte fallback)",
+                "BPE" => "BPE",
+                "WordPiece" => "WordPiece",
+                _ => type,
+            };
+        }
+        catch (JsonException)
+        {
+            return "tokenizer.json (unreadable)";
+        }
     }
 
     /// <summary>Prints libtorch's version, the thread count and the result of one matmul.</summary>

@@ -26,7 +26,7 @@ public sealed class BertModel : TransformerBackbone
     public BertModel(ModelConfig c, bool addPooler, Device? device, ScalarType? dtype) : base(nameof(BertModel), c)
     {
         var meta = device?.type == DeviceType.META;
-        nn.Linear Lin(long i, long o) => Init(nn.Linear(i, o, true, device, dtype), meta);
+        Linear Lin(long i, long o) => Init(nn.Linear(i, o, true, device, dtype), meta);
         var emb = register_module("embeddings", new Container("BertEmbeddings"));
         var pad = c.PadTokenId is { } p && p < c.VocabSize ? p : (long?)null;
         foreach (var (n, e) in new[] { ("word_embeddings", nn.Embedding(c.VocabSize, c.HiddenSize, pad, device, dtype)),
@@ -65,7 +65,7 @@ public sealed class BertModel : TransformerBackbone
         _act = nn.ActivationByName(c.HiddenAct);
     }
 
-    internal static nn.Linear Init(nn.Linear l, bool meta)
+    internal static Linear Init(Linear l, bool meta)
     {
         if (!meta)
         {

@@ -4,7 +4,7 @@ namespace Microsoft.ML.LowRank.Torch;
 
 public static partial class torch
 {
-    public sealed partial class Tensor
+    public partial class Tensor
     {
         // ---------------- views and reshapes ----------------
 

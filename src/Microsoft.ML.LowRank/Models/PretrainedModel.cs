@@ -275,7 +275,7 @@ public sealed class PretrainedModel : nn.Module
     private void LoadFromCheckpoint(CheckpointReader ckpt, Device device, ScalarType dtype)
     {
         var tied = new HashSet<string>(TiedKeys);
-        var targets = new Dictionary<string, Tensor>();
+        var targets = new Dictionary<string, nn.Parameter>();
         foreach (var (prefix, m) in named_modules())
         {
             foreach (var (n, p) in m.named_parameters(false)) targets.TryAdd(prefix.Length == 0 ? n : prefix + "." + n, p);
@@ -296,7 +296,7 @@ public sealed class PretrainedModel : nn.Module
                 if (!shape.SequenceEqual(param.shape))
                     throw new InvalidDataException($"{ckpt.FileOf(name)}: tensor '{name}' has shape [{string.Join(", ", shape)}] but the model expects [{string.Join(", ", param.shape)}]");
                 using var scope = NewDisposeScope();
-                param.set_data(ckpt.Load(name, dtype, device));
+                swap_parameter(param, new nn.Parameter(ckpt.Load(name, dtype, device), param.requires_grad));
             }
             // Backbone tensors must all be present; only head tensors may be initialised fresh.
             var missingBackbone = fresh.Where(k => k.StartsWith(BackboneName + ".", StringComparison.Ordinal)).ToList();
@@ -308,7 +308,7 @@ public sealed class PretrainedModel : nn.Module
                 using var scope = NewDisposeScope();
                 var init = empty(p.shape, dtype, device);
                 if (p.dim() >= 2) init.normal_(0, 0.02); else init.zero_();
-                p.set_data(init);
+                swap_parameter(p, new nn.Parameter(init, p.requires_grad));
             }
             // Non-persistent buffers (RoPE tables) are rebuilt on the target device.
             if (Backbone is LlamaModel)

@@ -191,6 +191,27 @@ public static partial class torch
                 return owner._parameters[i].Value!;
             }
 
+            /// <summary>
+            /// Replaces every registration of <paramref name="old"/> in this module tree (tied weights included) by
+            /// <paramref name="replacement"/>, and disposes <paramref name="old"/>. Used to materialise parameters built on
+            /// the meta device.
+            /// </summary>
+            /// <param name="old">A parameter of this tree.</param>
+            /// <param name="replacement">The new parameter.</param>
+            public void swap_parameter(Parameter old, Parameter replacement)
+            {
+                bool found = false;
+                foreach (var m in modules())
+                    for (int i = 0; i < m._parameters.Count; i++)
+                        if (ReferenceEquals(m._parameters[i].Value, old))
+                        {
+                            m._parameters[i] = (m._parameters[i].Name, replacement);
+                            found = true;
+                        }
+                if (!found) throw new ArgumentException("the parameter does not belong to this module", nameof(old));
+                old.Dispose();
+            }
+
             /// <summary>Replaces a registered child module by path (used by adapter injection).</summary>
             /// <param name="path">Dotted path of an existing child.</param>
             /// <param name="module">The replacement.</param>
@@ -338,7 +359,11 @@ public static partial class torch
                 foreach (var (k, dst) in targets)
                 {
                     if (!source.TryGetValue(k, out var src)) continue;
-                    if (dst.device.type == DeviceType.META) { dst.set_data(src.to(dst.dtype, src.device)); continue; }
+                    if (dst.device.type == DeviceType.META)
+                    {
+                        if (dst is Parameter mp) { swap_parameter(mp, new Parameter(src.to(mp.dtype, src.device), mp.requires_grad)); continue; }
+                        throw new InvalidOperationException($"buffer '{k}' lives on the meta device; materialise it before loading");
+                    }
                     dst.copy_(src);
                 }
                 return (missing, unexpected);

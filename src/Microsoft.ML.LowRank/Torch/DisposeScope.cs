@@ -19,12 +19,14 @@ public sealed class DisposeScope : IDisposable
     /// <summary>True once the scope has been disposed.</summary>
     public bool IsDisposed => _tensors is null;
 
-    internal void Add(torch.Tensor t)
+    internal void Add(torch.Tensor t) => Add(t, DisposeScopeManager.Statistics);
+
+    internal void Add(torch.Tensor t, ThreadDisposeScopeStatistics stats)
     {
         if (_tensors is null) throw new ObjectDisposedException(nameof(DisposeScope), "the dispose scope is already disposed");
         _tensors.Add(t);
         t.OwningScope = this;
-        DisposeScopeManager.Statistics.CreatedInScopeCount++;
+        stats.CreatedInScopeCount++;
     }
 
     internal void Remove(torch.Tensor t)
@@ -100,33 +102,44 @@ public sealed class ThreadDisposeScopeStatistics
 /// <summary>The thread-static stack of open <see cref="DisposeScope"/>s.</summary>
 public static class DisposeScopeManager
 {
-    [ThreadStatic] private static DisposeScope? t_current;
-    [ThreadStatic] private static ThreadDisposeScopeStatistics? t_stats;
+    // One thread-static object holds both the scope stack and the counters: one TLS access per tensor creation.
+    private sealed class ThreadState
+    {
+        public DisposeScope? Current;
+        public readonly ThreadDisposeScopeStatistics Stats = new();
+    }
+
+    [ThreadStatic] private static ThreadState? t_state;
+
+    private static ThreadState State => t_state ??= new ThreadState();
 
     /// <summary>This thread's counters.</summary>
-    public static ThreadDisposeScopeStatistics Statistics => t_stats ??= new ThreadDisposeScopeStatistics();
+    public static ThreadDisposeScopeStatistics Statistics => State.Stats;
 
     /// <summary>The innermost open scope of this thread, or null.</summary>
-    public static DisposeScope? Current => t_current;
+    public static DisposeScope? Current => t_state?.Current;
 
     internal static DisposeScope Push()
     {
-        var s = new DisposeScope(t_current);
-        t_current = s;
+        var st = State;
+        var s = new DisposeScope(st.Current);
+        st.Current = s;
         return s;
     }
 
     internal static void Pop(DisposeScope scope)
     {
         // Scopes normally close innermost first; tolerate out-of-order disposal by unlinking closed scopes.
-        if (t_current == scope) t_current = scope.Outer;
-        while (t_current is not null && t_current.IsDisposed) t_current = t_current.Outer;
+        var st = State;
+        if (st.Current == scope) st.Current = scope.Outer;
+        while (st.Current is not null && st.Current.IsDisposed) st.Current = st.Current.Outer;
     }
 
     internal static void Register(torch.Tensor t)
     {
-        var s = t_current;
-        if (s is null) Statistics.CreatedOutsideScopeCount++;
-        else s.Add(t);
+        var st = State;
+        var s = st.Current;
+        if (s is null) st.Stats.CreatedOutsideScopeCount++;
+        else s.Add(t, st.Stats);
     }
 }

@@ -9,10 +9,19 @@ set +e
 dotnet test LowRank.sln -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-passed=0; failed=0; skipped=0
-while read -r f p s; do passed=$((passed+p)); failed=$((failed+f)); skipped=$((skipped+s)); done < <(
-  grep -E "(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+" "$log" |
-  sed -E 's/.*Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\1 \2 \3/')
+# Sum the runner's per-assembly summaries (verbose form: "Total tests: N" / "Passed: N" / "Failed: N" / "Skipped: N";
+# minimal form: "Passed!  - Failed: N, Passed: N, Skipped: N").
+read -r passed failed skipped < <(awk '
+  /(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+/ {
+    match($0, /Failed: +[0-9]+/); f += substr($0, RSTART + 7, RLENGTH - 7) + 0
+    match($0, /Passed: +[0-9]+/); p += substr($0, RSTART + 7, RLENGTH - 7) + 0
+    match($0, /Skipped: +[0-9]+/); s += substr($0, RSTART + 8, RLENGTH - 8) + 0
+    minimal = 1; next }
+  /^Total tests: [0-9]+/ { verbose = 1; next }
+  verbose && /^ +Passed: +[0-9]+$/ { vp += $2 }
+  verbose && /^ +Failed: +[0-9]+$/ { vf += $2 }
+  verbose && /^ +Skipped: +[0-9]+$/ { vs += $2 }
+  END { if (minimal) print p + 0, f + 0, s + 0; else print vp + 0, vf + 0, vs + 0 }' "$log")
 rm -f "$log"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [[ $rc -eq 0 && $passed -eq 0 ]]; then echo "no test ran" >&2; exit 1; fi

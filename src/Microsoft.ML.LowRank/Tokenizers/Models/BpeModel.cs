@@ -108,6 +108,17 @@ public sealed class BpeModel : TokenizerModel
     /// <summary>The options the model was created with.</summary>
     public BpeOptions Options { get; }
 
+    /// <summary>Words with at most this many symbols use the quadratic merge loop (for tests of the heap path).</summary>
+    internal int SmallWordLimit
+    {
+        get => _merger.SmallWordLimit;
+        set
+        {
+            _merger.SmallWordLimit = value;
+            _cache.Clear();
+        }
+    }
+
     /// <summary>The number of merges.</summary>
     public int MergeCount => _merges.Count;
 

@@ -80,6 +80,17 @@ public sealed class TiktokenModel : TokenizerModel
         return new TiktokenModel(list);
     }
 
+    /// <summary>Words with at most this many symbols use the quadratic merge loop (for tests of the heap path).</summary>
+    internal int SmallWordLimit
+    {
+        get => _merger.SmallWordLimit;
+        set
+        {
+            _merger.SmallWordLimit = value;
+            _cache.Clear();
+        }
+    }
+
     /// <inheritdoc/>
     public override int VocabularySize => _ranks.Count;
 

@@ -66,6 +66,9 @@ internal sealed class WordCache
 /// </summary>
 internal abstract class BpeMerger
 {
+    /// <summary>Words with at most this many symbols use the simple quadratic loop, longer ones a priority queue.</summary>
+    public int SmallWordLimit { get; set; } = 24;
+
     /// <summary>Looks up whether two adjacent symbols merge, with what rank and into which id.</summary>
     /// <param name="word">The word being merged.</param>
     /// <param name="leftId">Id of the left symbol.</param>
@@ -86,7 +89,7 @@ internal abstract class BpeMerger
         {
             return count;
         }
-        if (count <= 24)
+        if (count <= SmallWordLimit)
         {
             return MergeSmall(word, ids, starts, ends, count);
         }

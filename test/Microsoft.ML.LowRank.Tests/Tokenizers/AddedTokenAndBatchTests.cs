@@ -87,6 +87,26 @@ public class AddedTokenAndBatchTests
     }
 
     [Fact]
+    public void RobertaProcessingAddsSeparatorsAndTrimsOffsets()
+    {
+        var gpt2 = OpenAiTokenizers.Get("gpt2-files");
+        var roberta = new Tokenizer(gpt2.Model, preTokenizer: new ByteLevelPreTokenizer(addPrefixSpace: true),
+            postProcessor: new RobertaPostProcessor(("</s>", 50258), ("<s>", 50257)), decoder: new ByteLevelDecoder(),
+            addedTokens: [new AddedToken("<s>", 50257), new AddedToken("</s>", 50258)]);
+        var e = roberta.Encode("Hello world");
+        Assert.Equal(["<s>", "\u0120Hello", "\u0120world", "</s>"], e.Tokens);
+        Assert.Equal([(0, 0), (0, 5), (6, 11), (0, 0)], e.Offsets); // the added prefix space is kept in the first offset only
+        var pair = roberta.EncodePair("Hello", "world");
+        Assert.Equal(["<s>", "\u0120Hello", "</s>", "</s>", "\u0120world", "</s>"], pair.Tokens);
+        Assert.Equal([0, 0, 0, 0, 0, 0], pair.TypeIds);
+        Assert.Equal([null, 0, null, null, 1, null], pair.SequenceIds);
+        Assert.Equal(" Hello world", roberta.Decode(e.Ids)); // the byte-level decoder keeps the added prefix space
+
+        var trimming = new Tokenizer(gpt2.Model, preTokenizer: gpt2.PreTokenizer, postProcessor: new ByteLevelPostProcessor(trimOffsets: true, addPrefixSpace: false));
+        Assert.Equal([(0, 5), (6, 11)], trimming.Encode("Hello world").Offsets);
+    }
+
+    [Fact]
     public void PadsRightAndLeft()
     {
         var bert = WordPieceTests.Bert();

@@ -110,6 +110,18 @@ public class ComponentTests
     }
 
     [Fact]
+    public void SplitPatternsOfTheModelFamilies()
+    {
+        static string[] Split(string pattern, string text) =>
+            new SplitPreTokenizer(pattern, SplitDelimiterBehavior.Isolated).PreTokenize(text).Select(p => p.Piece).ToArray();
+        Assert.Equal(["abc", " ", "123", "45", "!\n"], Split(SplitPatterns.Llama3, "abc 12345!\n"));
+        Assert.Equal(["abc", " ", "1", "2", "3", "4", "5", "!\n"], Split(SplitPatterns.Qwen2, "abc 12345!\n"));
+        Assert.Equal(["abc", " 12345", "!", "\n"], Split(SplitPatterns.Gpt2, "abc 12345!\n"));
+        Assert.Equal(["Hello", "World's", " path", "//"], Split(SplitPatterns.O200kBase, "HelloWorld's path//")); // case split, contraction kept
+        Assert.Equal([" \U00020000\U00020001", " ok"], Split(SplitPatterns.Cl100kBase, " \U00020000\U00020001 ok")); // CJK ext. B letters
+    }
+
+    [Fact]
     public void DecodersFollowHuggingFace()
     {
         Assert.Equal(["\ufffd", "\ufffd", "a"], new ByteFallbackDecoder().DecodeChain(["<0xE2>", "<0x82>", "a"]));

@@ -13,6 +13,7 @@ public class OpenAiExactnessTests
     [InlineData("gpt2-files", "r50k_base")]
     [InlineData("gpt2-json", "r50k_base")]
     [InlineData("gpt2-json-array-merges", "r50k_base")]
+    [InlineData("gpt2-json-split-layout", "r50k_base")]
     [InlineData("r50k_base", "r50k_base")]
     [InlineData("p50k_base", "p50k_base")]
     [InlineData("p50k_edit", "p50k_edit")]

@@ -29,6 +29,7 @@ internal static class OpenAiTokenizers
         "gpt2-files" => Tokenizer.FromGpt2Files(TestAssets.Gpt2VocabJson, TestAssets.Gpt2Merges),
         "gpt2-json" => Tokenizer.FromJson(BuildGpt2TokenizerJson(arrayMerges: false)),
         "gpt2-json-array-merges" => Tokenizer.FromJson(BuildGpt2TokenizerJson(arrayMerges: true)),
+        "gpt2-json-split-layout" => Tokenizer.FromJson(BuildGpt2TokenizerJson(arrayMerges: false, splitLayout: true)),
         "p50k_edit" => Tokenizer.FromTiktoken(TestAssets.Tiktoken("p50k_base"), "p50k_edit"),
         _ => Tokenizer.FromFile(TestAssets.Tiktoken(s)),
     })).Value;
@@ -62,7 +63,10 @@ internal static class OpenAiTokenizers
     }
 
     /// <summary>A Hugging Face tokenizer.json for GPT-2, built from encoder.json and vocab.bpe like HF's converter does.</summary>
-    internal static string BuildGpt2TokenizerJson(bool arrayMerges)
+    /// <param name="arrayMerges">Write merges as ["a", "b"] pairs (the newer format) rather than "a b" strings.</param>
+    /// <param name="splitLayout">Use the LLaMA-3/Qwen2 layout: a Split regex pre-tokenizer followed by a regex-less ByteLevel
+    /// one, and a model with ignore_merges.</param>
+    internal static string BuildGpt2TokenizerJson(bool arrayMerges, bool splitLayout = false)
     {
         var vocab = JsonNode.Parse(File.ReadAllText(TestAssets.Gpt2VocabJson))!.AsObject();
         var merges = new JsonArray();
@@ -94,13 +98,21 @@ internal static class OpenAiTokenizers
                 ["rstrip"] = false, ["normalized"] = true, ["special"] = true,
             }),
             ["normalizer"] = null,
-            ["pre_tokenizer"] = byteLevel(),
+            ["pre_tokenizer"] = splitLayout
+                ? new JsonObject
+                {
+                    ["type"] = "Sequence",
+                    ["pretokenizers"] = new JsonArray(
+                        new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = SplitPatterns.Gpt2 }, ["behavior"] = "Isolated", ["invert"] = false },
+                        new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = false }),
+                }
+                : byteLevel(),
             ["post_processor"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = false, ["use_regex"] = true },
             ["decoder"] = byteLevel(),
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "",
-                ["end_of_word_suffix"] = "", ["fuse_unk"] = false, ["byte_fallback"] = false,
+                ["end_of_word_suffix"] = "", ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = splitLayout,
                 ["vocab"] = vocab, ["merges"] = merges,
             },
         };

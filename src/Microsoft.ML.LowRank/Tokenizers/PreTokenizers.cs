@@ -222,13 +222,25 @@ public sealed class ByteLevelPreTokenizer : PreTokenizer
             }
             return;
         }
-        var matches = new List<(int, int)>();
+        var matches = new List<(int Start, int End)>();
         _splitter.Matches(text.Text, matches);
-        var pieces = new List<NormalizedText>();
-        SplitAt(text, matches, SplitDelimiterBehavior.Isolated, invert: false, pieces);
-        foreach (var p in pieces)
+        // Isolated split: matches and the (rare) gaps between them are pieces.
+        int pos = 0;
+        foreach (var (start, end) in matches)
         {
-            output.Add(ByteLevelAlphabet.Transform(p));
+            if (start > pos)
+            {
+                output.Add(ByteLevelAlphabet.TransformRange(text, pos, start));
+            }
+            if (end > start)
+            {
+                output.Add(ByteLevelAlphabet.TransformRange(text, start, end));
+            }
+            pos = end;
+        }
+        if (pos < text.Length)
+        {
+            output.Add(ByteLevelAlphabet.TransformRange(text, pos, text.Length));
         }
     }
 }

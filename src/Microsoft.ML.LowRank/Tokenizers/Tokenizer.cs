@@ -37,6 +37,7 @@ public sealed partial class Tokenizer
             _addedById[token.Id] = token;
             _addedByContent[token.Content] = token;
         }
+        VocabularySize = Math.Max(Model.MaxId, _addedTokens.Length == 0 ? -1 : _addedTokens.Max(t => t.Id)) + 1;
         _rawMatcher = new AddedTokenMatcher(_addedTokens.Where(t => !t.Normalized).Select(t => (t.Content, t)));
         _normalizedMatcher = new AddedTokenMatcher(_addedTokens.Where(t => t.Normalized)
             .Select(t => (normalizer is null ? t.Content : normalizer.Normalize(t.Content), t)));
@@ -70,7 +71,7 @@ public sealed partial class Tokenizer
     /// One more than the largest token id of the model and the added tokens: the number of rows an embedding
     /// matrix needs. (Vocabularies with holes, like tiktoken's, have fewer distinct tokens.)
     /// </summary>
-    public int VocabularySize => Math.Max(Model.MaxId, _addedTokens.Length == 0 ? -1 : _addedTokens.Max(t => t.Id)) + 1;
+    public int VocabularySize { get; }
 
     /// <summary>The id of a token (an added token or a model token), or <see langword="null"/>.</summary>
     public int? TokenToId(string token)

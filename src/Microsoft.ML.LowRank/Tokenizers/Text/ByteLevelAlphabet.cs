@@ -51,6 +51,28 @@ internal static class ByteLevelAlphabet
     }
 
     /// <summary>
+    /// <see cref="Transform"/> of <c>text.Slice(start, end)</c>, without the intermediate slice for the common case of
+    /// ASCII chars that map positionally onto the original.
+    /// </summary>
+    public static NormalizedText TransformRange(NormalizedText text, int start, int end)
+    {
+        if (text.IsPositional && !text.Text.AsSpan(start, end - start).ContainsAnyExceptInRange('\0', '\u007F'))
+        {
+            string mapped = string.Create(end - start, (text.Text, start), static (dst, state) =>
+            {
+                var src = state.Text.AsSpan(state.start, dst.Length);
+                for (int i = 0; i < src.Length; i++)
+                {
+                    dst[i] = ByteToChar[src[i]];
+                }
+            });
+            int offset = text.CharStart(0) + start;
+            return NormalizedText.Positional(mapped, offset, offset, offset + (end - start));
+        }
+        return Transform(text.Slice(start, end));
+    }
+
+    /// <summary>
     /// Rewrites a piece as the byte-level chars of its UTF-8 encoding. Each byte char keeps the original range
     /// of the char it was encoded from. Lone surrogates are encoded as U+FFFD.
     /// </summary>

@@ -21,6 +21,8 @@ public static class Program
             {
                 "smoke" => Smoke(),
                 "info" => Info(args.Skip(1).ToArray()),
+                "tokenize" => Tokenize(args.Skip(1).ToArray()),
+                "generate" => Generate(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -37,6 +39,8 @@ public static class Program
         Console.WriteLine("usage: lowrank <command> [options]\n" +
             "  smoke                    build check: libtorch version, threads, one matmul\n" +
             "  info <model-folder>      architecture, parameter count, dtype, tokenizer kind (config.json alone suffices)\n" +
+            "  tokenize <tokenizer-folder-or-file> --text \"...\"   token ids\n" +
+            "  generate <model-folder> --prompt \"...\" [--max-new-tokens N] [--sample --temperature T --top-k K --top-p P --seed S]\n" +
             "options: --json            machine-readable output");
         return 0;
     }
@@ -88,6 +92,70 @@ public static class Program
             Console.WriteLine($"tokenizer     {tokenizer}");
             Console.WriteLine($"weights       {weights}");
         }
+        return 0;
+    }
+
+    private static string? Option(string[] args, string name)
+    {
+        var i = Array.IndexOf(args, name);
+        if (i < 0) return null;
+        if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
+        return args[i + 1];
+    }
+
+    private static string Positional(string[] args, string what)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                if (args[i] is not ("--json" or "--sample")) i++;
+                continue;
+            }
+            return args[i];
+        }
+        throw new ArgumentException($"missing {what}");
+    }
+
+    private static Tokenizers.Tokenizer LoadTokenizer(string path) =>
+        Directory.Exists(path) ? Tokenizers.Tokenizer.FromDirectory(path) : Tokenizers.Tokenizer.FromFile(path);
+
+    private static int Tokenize(string[] args)
+    {
+        var path = Positional(args, "tokenizer folder or file");
+        var text = Option(args, "--text") ?? throw new ArgumentException("tokenize needs --text \"...\"");
+        var tok = LoadTokenizer(path);
+        var enc = tok.Encode(text);
+        if (args.Contains("--json"))
+        {
+            var o = new JsonObject { ["ids"] = new JsonArray(enc.Ids.Select(i => (JsonNode)i).ToArray()), ["tokens"] = new JsonArray(enc.Tokens.Select(t => (JsonNode)t).ToArray()), ["count"] = enc.Ids.Count };
+            Console.WriteLine(o.ToJsonString());
+        }
+        else Console.WriteLine(string.Join(" ", enc.Ids));
+        return 0;
+    }
+
+    private static int Generate(string[] args)
+    {
+        var folder = Positional(args, "model folder");
+        var prompt = Option(args, "--prompt") ?? throw new ArgumentException("generate needs --prompt \"...\"");
+        var tok = LoadTokenizer(folder);
+        using var model = PretrainedModel.Load(folder, ModelTask.CausalLM);
+        var ids = tok.EncodeToIds(prompt).Select(i => (long)i).ToArray();
+        var options = new GenerationOptions
+        {
+            MaxNewTokens = int.Parse(Option(args, "--max-new-tokens") ?? "32", System.Globalization.CultureInfo.InvariantCulture),
+            DoSample = args.Contains("--sample"),
+            Temperature = double.Parse(Option(args, "--temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
+            TopK = int.Parse(Option(args, "--top-k") ?? "0", System.Globalization.CultureInfo.InvariantCulture),
+            TopP = double.Parse(Option(args, "--top-p") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
+            Seed = int.Parse(Option(args, "--seed") ?? "0", System.Globalization.CultureInfo.InvariantCulture),
+        };
+        var output = TextGenerator.Generate(model, new[] { ids }, options)[0];
+        var text = tok.Decode(output.Select(i => (int)i));
+        if (args.Contains("--json"))
+            Console.WriteLine(new JsonObject { ["prompt"] = prompt, ["completion"] = text, ["ids"] = new JsonArray(output.Select(i => (JsonNode)i).ToArray()) }.ToJsonString());
+        else Console.WriteLine(prompt + text);
         return 0;
     }
 

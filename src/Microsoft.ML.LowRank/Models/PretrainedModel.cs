@@ -293,6 +293,13 @@ public sealed class PretrainedModel : nn.Module
                     continue;
                 }
                 var shape = ckpt.Shape(name);
+                if (!shape.SequenceEqual(param.shape) && !key.StartsWith(BackboneName + ".", StringComparison.Ordinal))
+                {
+                    // A head of another size (e.g. 3 labels in the checkpoint, 1 for regression): initialise it fresh
+                    // and report it, like transformers' ignore_mismatched_sizes.
+                    fresh.Add(key);
+                    continue;
+                }
                 if (!shape.SequenceEqual(param.shape))
                     throw new InvalidDataException($"{ckpt.FileOf(name)}: tensor '{name}' has shape [{string.Join(", ", shape)}] but the model expects [{string.Join(", ", param.shape)}]");
                 using var scope = NewDisposeScope();

@@ -136,6 +136,9 @@ public sealed partial class LowRankModel : nn.Module
     {
         var targets = TargetMatcher.FindTargets(Model, opts);
         var candidates = TargetMatcher.Candidates(Model);
+        // PEFT stores "all-linear" expanded into the short names of the modules it selected.
+        if (opts.TargetModules!.IsAllLinear)
+            opts.TargetModules = ModuleSelector.FromNames(targets.Select(t => t.name[(t.name.LastIndexOf('.') + 1)..]));
         var saves = new List<(string name, nn.Module module)>();
         var userSaves = UserSaves(opts);
         foreach (var s in opts.ModulesToSave ?? Array.Empty<string>())

@@ -64,6 +64,31 @@ public class LoraMixedBatchAndCombinationTests
         Assert.All(lm.AdapterModules(), m => Assert.Null(m.module.MixedBatchAdapterNames));
     }
 
+    [Fact]
+    public void MixedBatchGenerationWithKvCacheEqualsPerRowGeneration()
+    {
+        using var scope = NewDisposeScope();
+        var f = new AdapterFixture("llama_gqa");
+        using var lm = TwoAdapters(f);
+        var prompts = new[] { new long[] { 5, 17, 33, 41 }, new long[] { 60, 12 }, new long[] { 9, 71, 22 } };
+        var names = new[] { "b", "default", AdapterLayer.BaseAdapterName };
+        var options = new GenerationOptions { MaxNewTokens = 6, PadTokenId = 0 };
+        List<long[]> mixed;
+        using (lm.UseMixedBatch(names)) mixed = TextGenerator.Generate(lm.Model, prompts, options);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            List<long[]> alone;
+            if (names[i] == AdapterLayer.BaseAdapterName)
+                using (lm.DisableAdapter()) alone = TextGenerator.Generate(lm.Model, new[] { prompts[i] }, options);
+            else
+            {
+                lm.SetAdapter(names[i]);
+                alone = TextGenerator.Generate(lm.Model, new[] { prompts[i] }, options);
+            }
+            Assert.Equal(alone[0], mixed[i]);
+        }
+    }
+
     private static double[] Delta(LoraLayer l, string a) => l.GetDeltaWeight(a).ToDoubleArray();
 
     [Fact]

@@ -104,7 +104,8 @@ public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = ((Conv1D)get_submodule("c_proj")).call(_act.call(((Conv1D)get_submodule("c_fc")).call(x)));
+        // Children are looked up as plain unary modules so adapter layers can replace them.
+        var y = ((nn.Module<Tensor, Tensor>)get_submodule("c_proj")).call(_act.call(((nn.Module<Tensor, Tensor>)get_submodule("c_fc")).call(x)));
         return y.MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,319 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.ML.LowRank.Torch;
+
+namespace Microsoft.ML.LowRank.Adapters;
+
+/// <summary>
+/// Base of every adapter method's options (PEFT's <c>PeftConfig</c>): the method name, which modules get an adapter
+/// (target rules: <see cref="TargetModules"/>, <see cref="ExcludeModules"/>, <see cref="LayersToTransform"/> /
+/// <see cref="LayersPattern"/>), which modules are trained and saved whole (<see cref="ModulesToSave"/>), and the
+/// PEFT <c>adapter_config.json</c> fields common to all methods. A method adds one subclass (and one
+/// <see cref="AdapterLayer"/> subclass) and registers it in <see cref="AdapterMethods"/>.
+/// </summary>
+public abstract class LowRankAdapterOptions
+{
+    /// <summary>PEFT's <c>peft_type</c> (e.g. "LORA").</summary>
+    public abstract string PeftType { get; }
+
+    /// <summary>
+    /// PEFT <c>target_modules</c>: the modules that get an adapter (names or dotted suffixes, a regular expression, or
+    /// "all-linear"; see <see cref="ModuleSelector"/>). Null: the method's default for the model type (PEFT's table,
+    /// e.g. q_proj and v_proj for LLaMA, c_attn for GPT-2, query and value for BERT).
+    /// </summary>
+    public ModuleSelector? TargetModules { get; set; }
+
+    /// <summary>PEFT <c>exclude_modules</c>: modules never adapted even when <see cref="TargetModules"/> selects them
+    /// (same forms as the target rule, without "all-linear"). Default null.</summary>
+    public ModuleSelector? ExcludeModules { get; set; }
+
+    /// <summary>PEFT <c>layers_to_transform</c>: only adapt modules inside these block indices (the number after the
+    /// block list's name, e.g. 0 in "model.layers.0.self_attn.q_proj"). Only applies to the list form of
+    /// <see cref="TargetModules"/>, as in PEFT. Default null (every block).</summary>
+    public IReadOnlyList<int>? LayersToTransform { get; set; }
+
+    /// <summary>PEFT <c>layers_pattern</c>: the name(s) of the block list whose index <see cref="LayersToTransform"/>
+    /// refers to ("layers", "h", "layer"); null: the first "name.number." in the module name. Default null.</summary>
+    public IReadOnlyList<string>? LayersPattern { get; set; }
+
+    /// <summary>PEFT <c>modules_to_save</c>: modules (names or dotted suffixes) trained in full next to the adapter and
+    /// saved in the adapter file (e.g. a new classification head). Sequence-classification and token-classification
+    /// models add "classifier" and "score" automatically, as PEFT does for those task types. Default null.</summary>
+    public IReadOnlyList<string>? ModulesToSave { get; set; }
+
+    /// <summary>PEFT <c>task_type</c> ("CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "FEATURE_EXTRACTION"); null: taken from the
+    /// model's task when the adapter is created.</summary>
+    public string? TaskType { get; set; }
+
+    /// <summary>PEFT <c>base_model_name_or_path</c>: where the base model came from (informational). Default null.</summary>
+    public string? BaseModelNameOrPath { get; set; }
+
+    /// <summary>PEFT <c>inference_mode</c>: the adapter is frozen (no trainable parameters). Saved files say true, as PEFT
+    /// writes them. Default false.</summary>
+    public bool InferenceMode { get; set; }
+
+    /// <summary>PEFT <c>revision</c> of the base model (informational). Default null.</summary>
+    public string? Revision { get; set; }
+
+    /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming the bad field.</summary>
+    public virtual void Validate()
+    {
+        if (LayersToTransform is { Count: > 0 } && TargetModules is { IsList: false })
+            throw new ArgumentException("layers_to_transform cannot be used when target_modules is a string (a regular expression or 'all-linear'), as in PEFT");
+        if (LayersPattern is { Count: > 0 } && LayersToTransform is not { Count: > 0 })
+            throw new ArgumentException("layers_pattern needs layers_to_transform, as in PEFT");
+        if (ExcludeModules is { IsAllLinear: true })
+            throw new ArgumentException("exclude_modules cannot be 'all-linear'");
+        if (LayersToTransform is { } l && l.Any(i => i < 0))
+            throw new ArgumentException("layers_to_transform indices must be non-negative");
+    }
+
+    /// <summary>The default <see cref="TargetModules"/> for a Hugging Face <c>model_type</c> (PEFT's table), or null.</summary>
+    /// <param name="modelType">HF model type, e.g. "llama".</param>
+    /// <returns>The selector, or null when the method has no default for the type.</returns>
+    public virtual ModuleSelector? DefaultTargetModules(string modelType) => modelType switch
+    {
+        "gpt2" => ModuleSelector.FromNames("c_attn"),
+        "bert" or "roberta" => ModuleSelector.FromNames("query", "value"),
+        "llama" or "mistral" or "qwen2" or "gemma" => ModuleSelector.FromNames("q_proj", "v_proj"),
+        _ => null,
+    };
+
+    /// <summary>Wraps a base layer (Linear or GPT-2 Conv1D) in this method's adapter layer, with no adapter yet.</summary>
+    /// <param name="baseLayer">The frozen base layer.</param>
+    /// <returns>The adapter layer.</returns>
+    protected internal abstract AdapterLayer CreateLayer(torch.nn.Module baseLayer);
+
+    /// <summary>Adds one named adapter of this method to a layer.</summary>
+    /// <param name="layer">A layer made by <see cref="CreateLayer"/> (possibly holding other adapters).</param>
+    /// <param name="adapterName">The adapter's name.</param>
+    /// <param name="modulePath">The layer's dotted name in the model (for per-module patterns).</param>
+    /// <param name="context">How to create the weights.</param>
+    protected internal abstract void AddAdapter(AdapterLayer layer, string adapterName, string modulePath, AdapterCreationContext context);
+
+    /// <summary>Whether <paramref name="layer"/> can hold an adapter of this method (same layer type).</summary>
+    /// <param name="layer">An existing adapter layer.</param>
+    /// <returns>True when this method can add an adapter to it.</returns>
+    protected internal abstract bool IsCompatibleLayer(AdapterLayer layer);
+
+    /// <summary>A copy whose collections can be changed without touching this one.</summary>
+    /// <returns>The copy.</returns>
+    public LowRankAdapterOptions Clone()
+    {
+        var c = (LowRankAdapterOptions)MemberwiseClone();
+        c.LayersToTransform = LayersToTransform?.ToArray();
+        c.LayersPattern = LayersPattern?.ToArray();
+        c.ModulesToSave = ModulesToSave?.ToArray();
+        c.CloneCollections();
+        return c;
+    }
+
+    /// <summary>Deep-copies the subclass's collections after a member-wise clone.</summary>
+    protected virtual void CloneCollections() { }
+
+    // ------------------------------------------------------------------ JSON
+
+    /// <summary>Whether a PEFT <c>adapter_config.json</c> describes this method (default: its <c>peft_type</c> equals
+    /// <see cref="PeftType"/>).</summary>
+    /// <param name="config">The JSON object.</param>
+    /// <returns>True when this class reads it.</returns>
+    public virtual bool Accepts(JsonObject config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config["peft_type"] is JsonValue v && v.TryGetValue<string>(out var t) && t == PeftType;
+    }
+
+    /// <summary>Writes the fields into a PEFT <c>adapter_config.json</c> object.</summary>
+    /// <param name="o">The object.</param>
+    public virtual void WriteJson(JsonObject o)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        o["peft_type"] = PeftType;
+        o["auto_mapping"] = null;
+        o["base_model_name_or_path"] = BaseModelNameOrPath;
+        o["revision"] = Revision;
+        o["task_type"] = TaskType;
+        o["inference_mode"] = InferenceMode;
+        o["target_modules"] = TargetModules?.ToJson();
+        o["exclude_modules"] = ExcludeModules?.ToJson();
+        o["layers_to_transform"] = LayersToTransform is null ? null : new JsonArray(LayersToTransform.Select(i => (JsonNode?)JsonValue.Create(i)).ToArray());
+        o["layers_pattern"] = LayersPattern is null ? null : LayersPattern.Count == 1 ? JsonValue.Create(LayersPattern[0]) : new JsonArray(LayersPattern.Select(s => (JsonNode?)JsonValue.Create(s)).ToArray());
+        o["modules_to_save"] = ModulesToSave is null ? null : new JsonArray(ModulesToSave.Select(s => (JsonNode?)JsonValue.Create(s)).ToArray());
+    }
+
+    /// <summary>Reads the fields from a PEFT <c>adapter_config.json</c> object (unknown fields are ignored; known
+    /// features this library does not implement fail with <see cref="NotSupportedException"/>).</summary>
+    /// <param name="o">The object.</param>
+    public virtual void ReadJson(JsonObject o)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        BaseModelNameOrPath = Str(o, "base_model_name_or_path");
+        Revision = Str(o, "revision");
+        TaskType = Str(o, "task_type");
+        InferenceMode = Bool(o, "inference_mode") ?? false;
+        TargetModules = ModuleSelector.FromJson(o["target_modules"], "target_modules");
+        ExcludeModules = ModuleSelector.FromJson(o["exclude_modules"], "exclude_modules");
+        LayersToTransform = o["layers_to_transform"] switch
+        {
+            null => null,
+            JsonArray a => a.Select(v => Int(v, "layers_to_transform")).ToArray(),
+            var v => new[] { Int(v, "layers_to_transform") },
+        };
+        LayersPattern = o["layers_pattern"] switch
+        {
+            null => null,
+            JsonArray a => a.Select(v => (string?)v ?? throw new FormatException("layers_pattern: null entry")).ToArray(),
+            var v => new[] { (string?)v ?? "" },
+        };
+        if (LayersPattern is { Count: 0 }) LayersPattern = null;
+        ModulesToSave = o["modules_to_save"] switch
+        {
+            null => null,
+            JsonArray a => a.Select(v => (string?)v ?? throw new FormatException("modules_to_save: null entry")).ToArray(),
+            var v => throw new FormatException($"modules_to_save: expected a list, got {v.ToJsonString()}"),
+        };
+    }
+
+    /// <summary>The PEFT <c>adapter_config.json</c> text (keys sorted, two-space indent, as PEFT writes it).</summary>
+    /// <returns>The JSON.</returns>
+    public string ToJson()
+    {
+        var o = new JsonObject();
+        WriteJson(o);
+        var sorted = new JsonObject();
+        foreach (var kv in o.OrderBy(kv => kv.Key, StringComparer.Ordinal)) sorted[kv.Key] = kv.Value?.DeepClone();
+        return sorted.ToJsonString(new JsonSerializerOptions { WriteIndented = true, IndentSize = 2 });
+    }
+
+    /// <summary>Reads options from PEFT's JSON: the class is chosen among <see cref="AdapterMethods.All"/> by
+    /// <see cref="Accepts"/>.</summary>
+    /// <param name="json">The <c>adapter_config.json</c> text.</param>
+    /// <returns>The options.</returns>
+    public static LowRankAdapterOptions FromJson(string json)
+    {
+        JsonObject o;
+        try { o = JsonNode.Parse(json) as JsonObject ?? throw new FormatException("adapter config is not a JSON object"); }
+        catch (JsonException e) { throw new FormatException($"adapter config is not valid JSON: {e.Message}", e); }
+        var type = (string?)o["peft_type"] ?? throw new FormatException("adapter config has no peft_type");
+        foreach (var factory in AdapterMethods.All)
+        {
+            var opts = factory();
+            if (!opts.Accepts(o)) continue;
+            opts.ReadJson(o);
+            opts.Validate();
+            return opts;
+        }
+        throw new NotSupportedException($"no adapter method of this library reads this adapter config (peft_type '{type}'); supported: {string.Join(", ", AdapterMethods.All.Select(f => f().PeftType).Distinct())}");
+    }
+
+    /// <summary>Reads <c>adapter_config.json</c> from an adapter folder.</summary>
+    /// <param name="folder">The folder.</param>
+    /// <returns>The options.</returns>
+    public static LowRankAdapterOptions Load(string folder)
+    {
+        var path = Path.Combine(folder, AdapterFiles.ConfigName);
+        if (!File.Exists(path)) throw new FileNotFoundException($"no {AdapterFiles.ConfigName} in {folder}", path);
+        try { return FromJson(File.ReadAllText(path)); }
+        catch (FormatException e) { throw new FormatException($"{path}: {e.Message}", e); }
+    }
+
+    // ------------------------------------------------------------------ JSON helpers for subclasses
+
+    /// <summary>A string field (null when absent or null).</summary>
+    /// <param name="o">Object.</param>
+    /// <param name="name">Field.</param>
+    /// <returns>The value.</returns>
+    protected static string? Str(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        var v => throw new FormatException($"{name}: expected a string, got {v.ToJsonString()}"),
+    };
+
+    /// <summary>A boolean field (null when absent or null).</summary>
+    /// <param name="o">Object.</param>
+    /// <param name="name">Field.</param>
+    /// <returns>The value.</returns>
+    protected static bool? Bool(JsonObject o, string name) => o[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        var v => throw new FormatException($"{name}: expected true or false, got {v.ToJsonString()}"),
+    };
+
+    /// <summary>A number field (null when absent or null).</summary>
+    /// <param name="o">Object.</param>
+    /// <param name="name">Field.</param>
+    /// <returns>The value.</returns>
+    protected static double? Num(JsonObject o, string name) => o[name] is null ? null : Num(o[name]!, name);
+
+    /// <summary>A number.</summary>
+    /// <param name="v">Node.</param>
+    /// <param name="name">Field (for errors).</param>
+    /// <returns>The value.</returns>
+    protected static double Num(JsonNode v, string name)
+        => v is JsonValue jv && jv.GetValueKind() == JsonValueKind.Number ? jv.GetValue<double>() : throw new FormatException($"{name}: expected a number, got {v.ToJsonString()}");
+
+    /// <summary>An integer.</summary>
+    /// <param name="v">Node.</param>
+    /// <param name="name">Field (for errors).</param>
+    /// <returns>The value.</returns>
+    protected static int Int(JsonNode? v, string name)
+    {
+        if (v is null) throw new FormatException($"{name}: expected an integer, got null");
+        var d = Num(v, name);
+        if (d != Math.Floor(d) || d > int.MaxValue || d < int.MinValue) throw new FormatException($"{name}: expected an integer, got {d.ToString(CultureInfo.InvariantCulture)}");
+        return (int)d;
+    }
+
+    /// <summary>A number as JSON, written as an integer when it is one (PEFT writes <c>lora_alpha: 16</c>).</summary>
+    /// <param name="d">The value.</param>
+    /// <returns>The node.</returns>
+    protected static JsonNode NumberNode(double d) => d == Math.Floor(d) && Math.Abs(d) < 1e15 ? JsonValue.Create((long)d) : JsonValue.Create(d);
+}
+
+/// <summary>How <see cref="LowRankAdapterOptions.AddAdapter"/> creates adapter weights.</summary>
+public sealed class AdapterCreationContext
+{
+    /// <summary>Initialise as the options say (true), or just allocate because a checkpoint will be copied in
+    /// (false: no data-dependent initialisation such as PiSSA's, which would change the base weight).</summary>
+    public bool Initialize { get; init; } = true;
+
+    /// <summary>Keep adapter weights in float32 when the base layer is float16/bfloat16 (PEFT's
+    /// <c>autocast_adapter_dtype</c>, default true); false: the base layer's type.</summary>
+    public bool AutocastAdapterDtype { get; init; } = true;
+
+    /// <summary>Random generator for initialisation (null: the global one).</summary>
+    public torch.Generator? Generator { get; init; }
+
+    /// <summary>The adapter element type for a base weight of type <paramref name="baseType"/>.</summary>
+    /// <param name="baseType">The base weight's type.</param>
+    /// <returns>The adapter type.</returns>
+    public ScalarType AdapterType(ScalarType baseType)
+        => AutocastAdapterDtype && baseType is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : baseType;
+}
+
+/// <summary>The adapter methods PEFT configs are read into (one factory per options class; a new method adds itself
+/// here).</summary>
+public static class AdapterMethods
+{
+    /// <summary>Factories of every options class, tried in order by <see cref="LowRankAdapterOptions.FromJson"/>.</summary>
+    public static IReadOnlyList<Func<LowRankAdapterOptions>> All { get; } = new Func<LowRankAdapterOptions>[]
+    {
+        () => new Lora.LoraOptions(),
+    };
+}
+
+/// <summary>PEFT's adapter file names.</summary>
+public static class AdapterFiles
+{
+    /// <summary><c>adapter_config.json</c>.</summary>
+    public const string ConfigName = "adapter_config.json";
+
+    /// <summary><c>adapter_model.safetensors</c>.</summary>
+    public const string WeightsName = "adapter_model.safetensors";
+
+    /// <summary>The prefix of every key in the weights file (PEFT's PeftModel → LoraModel → model).</summary>
+    public const string KeyPrefix = "base_model.model.";
+}

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.ML.LowRank.Adapters;
+using Microsoft.ML.LowRank.Adapters.Lora;
 using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Torch;
 using static Microsoft.ML.LowRank.Torch.torch;
@@ -23,6 +25,8 @@ public static class Program
                 "info" => Info(args.Skip(1).ToArray()),
                 "tokenize" => Tokenize(args.Skip(1).ToArray()),
                 "generate" => Generate(args.Skip(1).ToArray()),
+                "params" => Params(args.Skip(1).ToArray()),
+                "merge" => Merge(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -41,6 +45,9 @@ public static class Program
             "  info <model-folder>      architecture, parameter count, dtype, tokenizer kind (config.json alone suffices)\n" +
             "  tokenize <tokenizer-folder-or-file> --text \"...\"   token ids\n" +
             "  generate <model-folder> --prompt \"...\" [--max-new-tokens N] [--sample --temperature T --top-k K --top-p P --seed S]\n" +
+            "  params <model-or-config-folder> [--method lora] [--rank R] [--alpha A] [--targets all-linear|q_proj,v_proj|regex:<re>] [--rslora]\n" +
+            "                           trainable and total parameter counts (config.json alone suffices)\n" +
+            "  merge <model-folder> <adapter-folder> --output <folder>   merge a PEFT-format adapter into a HF model folder\n" +
             "options: --json            machine-readable output");
         return 0;
     }
@@ -156,6 +163,57 @@ public static class Program
         if (args.Contains("--json"))
             Console.WriteLine(new JsonObject { ["prompt"] = prompt, ["completion"] = text, ["ids"] = new JsonArray(output.Select(i => (JsonNode)i).ToArray()) }.ToJsonString());
         else Console.WriteLine(prompt + text);
+        return 0;
+    }
+
+    internal static LoraOptions LoraFromArgs(string[] args)
+    {
+        var method = Option(args, "--method") ?? "lora";
+        if (method is not ("lora" or "rslora"))
+            throw new ArgumentException($"unknown method '{method}' (available: lora, rslora)");
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var o = new LoraOptions
+        {
+            R = int.Parse(Option(args, "--rank") ?? "8", inv),
+            UseRsLora = method == "rslora" || args.Contains("--rslora"),
+        };
+        o.LoraAlpha = double.Parse(Option(args, "--alpha") ?? o.R.ToString(inv), inv);
+        if (Option(args, "--targets") is { } t)
+            o.TargetModules = t == "all-linear" ? ModuleSelector.AllLinear
+                : t.StartsWith("regex:", StringComparison.Ordinal) ? ModuleSelector.FromRegex(t["regex:".Length..])
+                : ModuleSelector.FromNames(t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return o;
+    }
+
+    private static int Params(string[] args)
+    {
+        var folder = Positional(args, "model or config folder");
+        var config = ModelConfig.FromFile(folder);
+        var task = config.Family is ModelFamily.Bert or ModelFamily.Roberta ? ModelTask.SequenceClassification : ModelTask.CausalLM;
+        using var model = new PretrainedModel(config, task, Device.META);
+        using var peft = LowRankModel.Create(model, LoraFromArgs(args));
+        var (trainable, all) = peft.GetNbTrainableParameters();
+        if (args.Contains("--json"))
+            Console.WriteLine(new JsonObject { ["trainable"] = trainable, ["total"] = all, ["trainable_percent"] = 100.0 * trainable / all }.ToJsonString());
+        else Console.WriteLine(peft.TrainableParametersSummary());
+        return 0;
+    }
+
+    private static int Merge(string[] args)
+    {
+        var positional = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && (i == 0 || !args[i - 1].StartsWith("--output", StringComparison.Ordinal))).ToList();
+        if (positional.Count < 2) throw new ArgumentException("merge needs <model-folder> <adapter-folder> --output <folder>");
+        var output = Option(args, "--output") ?? throw new ArgumentException("merge needs --output <folder>");
+        using var model = PretrainedModel.Load(positional[0]);
+        using var peft = LowRankModel.Load(model, positional[1]);
+        var merged = peft.MergeAndUnload();
+        merged.Save(output);
+        foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json" })
+        {
+            var src = Path.Combine(positional[0], f);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(output, f), overwrite: true);
+        }
+        Console.WriteLine($"merged {positional[1]} into {positional[0]} -> {output}");
         return 0;
     }
 

@@ -96,3 +96,76 @@ public class CliTests
         Assert.Contains(__version__, output);
     }
 }
+
+[Collection(SerialCollection.Name)]
+public class CliAdapterTests
+{
+    private static (int code, string output, string error) Run(params string[] args)
+    {
+        var oldOut = Console.Out;
+        var oldErr = Console.Error;
+        var o = new StringWriter();
+        var e = new StringWriter();
+        Console.SetOut(o);
+        Console.SetError(e);
+        try { return (Microsoft.ML.LowRank.Cli.Program.Main(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    [Fact]
+    public void ParamsMatchPeftsCountForLlama2_7B()
+    {
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        File.WriteAllText(Path.Combine(dir, "config.json"), Models.ModelConfigTests.Llama2_7B);
+        var (code, output, err) = Run("params", dir, "--method", "lora", "--rank", "8", "--alpha", "16", "--json");
+        Assert.True(code == 0, err);
+        var o = JsonNode.Parse(output)!;
+        // PEFT's print_trainable_parameters for LoRA r=8 on q_proj,v_proj (its default targets for llama).
+        Assert.Equal(4_194_304L, o["trainable"]!.GetValue<long>());
+        Assert.Equal(6_742_609_920L, o["total"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void ParamsForAllLinearFollowTheFormula()
+    {
+        // r * (in + out) summed over every block linear of the tiny GQA llama (hidden 32, kv dim 16, intermediate from config).
+        var c = ModelConfig.FromFile(Repo.Fixture("models", "llama_gqa"));
+        long h = c.HiddenSize, kv = c.NumKeyValueHeads * c.HeadDim, i = c.IntermediateSize, r = 4;
+        long perLayer = r * ((h + h) + (h + kv) + (h + kv) + (h + h) + (h + i) + (h + i) + (i + h));
+        var (code, output, err) = Run("params", Repo.Fixture("models", "llama_gqa"), "--rank", "4", "--targets", "all-linear", "--json");
+        Assert.True(code == 0, err);
+        Assert.Equal(perLayer * c.NumHiddenLayers, JsonNode.Parse(output)!["trainable"]!.GetValue<long>());
+        (code, _, err) = Run("params", Repo.Fixture("models", "llama_gqa"), "--targets", "qq_proj");
+        Assert.Equal(1, code);
+        Assert.Contains("q_proj", err); // the error lists the available module names
+    }
+
+    [Fact]
+    public void MergeWritesAModelFolderEqualToTheAdaptedModel()
+    {
+        using var scope = NewDisposeScope();
+        var src = Repo.Fixture("models", "llama");
+        var adapterDir = Directory.CreateTempSubdirectory().FullName;
+        var outDir = Path.Combine(Directory.CreateTempSubdirectory().FullName, "merged");
+        float[] expected;
+        var ids = tensor(new long[] { 5, 9, 33, 2, 71 }, new long[] { 1, 5 });
+        using (var model = PretrainedModel.Load(src))
+        using (var peft = Microsoft.ML.LowRank.Adapters.LowRankModel.Create(model, new Microsoft.ML.LowRank.Adapters.Lora.LoraOptions { R = 4, LoraAlpha = 8, TargetModules = Microsoft.ML.LowRank.Adapters.ModuleSelector.AllLinear }))
+        {
+            manual_seed(11);
+            using (no_grad())
+                foreach (var (name, p) in peft.named_parameters())
+                    if (name.Contains("lora_B")) p.copy_(randn(p.shape) * 0.1);
+            peft.Save(adapterDir);
+            using var ng = no_grad();
+            expected = peft.forward(new ModelInputs { InputIds = ids }).Logits!.ToArray<float>();
+        }
+        var (code, _, err) = Run("merge", src, adapterDir, "--output", outDir);
+        Assert.True(code == 0, err);
+        using var merged = PretrainedModel.Load(outDir);
+        using var ng2 = no_grad();
+        var actual = merged.forward(new ModelInputs { InputIds = ids }).Logits!.ToArray<float>();
+        for (int k = 0; k < expected.Length; k++) Assert.InRange(actual[k] - expected[k], -1e-4, 1e-4);
+        Assert.False(File.Exists(Path.Combine(outDir, "adapter_config.json")));
+    }
+}

@@ -136,8 +136,10 @@ public sealed class TrainerOptions
     /// the last one). Default 10.</summary>
     public int LoggingSteps = 10;
 
-    /// <summary>Builds the optimizer from the parameter groups (which carry their own learning rate and weight decay) and
-    /// these options; null uses AdamW with <see cref="Beta1"/>, <see cref="Beta2"/> and <see cref="Epsilon"/>. Default null.</summary>
+    /// <summary>Builds the optimizer from the parameter groups and these options; null uses (fused) AdamW with
+    /// <see cref="Beta1"/>, <see cref="Beta2"/> and <see cref="Epsilon"/>. The groups already carry their learning rate
+    /// (<see cref="LearningRate"/>, times <see cref="LoraPlusRatio"/> for LoRA+ B groups) and weight decay, which take
+    /// precedence over the optimizer-wide values the factory passes. Default null.</summary>
     public Func<IReadOnlyList<torch.optim.ParamGroup>, TrainerOptions, torch.optim.Optimizer>? OptimizerFactory;
 
     /// <summary>Checks every setting.</summary>

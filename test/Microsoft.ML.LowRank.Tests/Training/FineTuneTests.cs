@@ -55,4 +55,38 @@ public class FineTuneTests(ITestOutputHelper output)
         Assert.True(after < 0.7 * before, $"held-out loss went from {before:F3} to {after:F3} (needs a 30% drop) in {clock.Elapsed.TotalSeconds:F1} s");
         Assert.True(before > 4.0, $"an untrained model should be near ln({vocab}) = {Math.Log(vocab):F2}, got {before:F3}");
     }
+
+    [Fact]
+    public void TinyLlamaResumesBitIdentically()
+    {
+        using var scope = NewDisposeScope();
+        var dir = Path.Combine(Path.GetTempPath(), "lowrank-llama-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using var probe = PretrainedModel.Load(Repo.Fixture("models", "llama"), dtype: ScalarType.Float32);
+            var train = new TokenBatcher(RepeatingPatterns(40, seed: 4, (int)probe.Config.VocabSize));
+            TrainerOptions Options(string? folder) => new()
+            {
+                LearningRate = 1e-2, BatchSize = 4, GradientAccumulationSteps = 2, MaxSteps = 8, WarmupSteps = 2,
+                CheckpointFolder = folder, SaveSteps = 4, Seed = 11,
+            };
+            IReadOnlyList<double> full;
+            using (var model = PretrainedModel.Load(Repo.Fixture("models", "llama"), dtype: ScalarType.Float32))
+            using (var t = new Trainer(model, Options(dir)))
+                full = t.Train(train).StepLosses;
+            using (var model = PretrainedModel.Load(Repo.Fixture("models", "llama"), dtype: ScalarType.Float32))
+            using (var t = new Trainer(model, Options(null)))
+            {
+                var resumed = t.Train(train, resumeFromCheckpoint: Path.Combine(dir, Checkpoints.FolderName(4)));
+                Assert.Equal(full, resumed.StepLosses);
+                // The resumed weights equal the uninterrupted run's final checkpoint.
+                var final = Safetensors.Load(Path.Combine(dir, Checkpoints.FolderName(8), Checkpoints.ParametersFileName));
+                foreach (var (name, p) in t.TrainableParameters) Assert.Equal(final[name].ToArray<float>(), p.ToArray<float>());
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
 }

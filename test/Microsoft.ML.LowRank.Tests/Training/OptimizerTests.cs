@@ -52,12 +52,15 @@ public class OptimizerTests
     }
 
     [Theory]
-    [InlineData(false, false, 0.0)]
-    [InlineData(false, false, 0.1)]
-    [InlineData(true, false, 0.05)]
-    [InlineData(false, true, 0.02)]
-    [InlineData(true, true, 0.0)]
-    public void AdamWMatchesTheFloat64Rule(bool amsgrad, bool maximize, double wd)
+    [InlineData(false, false, 0.0, true)]
+    [InlineData(false, false, 0.1, true)]
+    [InlineData(true, false, 0.05, true)]
+    [InlineData(false, true, 0.02, true)]
+    [InlineData(true, true, 0.0, true)]
+    [InlineData(false, false, 0.1, false)]
+    [InlineData(true, false, 0.05, false)]
+    [InlineData(false, true, 0.02, false)]
+    public void AdamWMatchesTheFloat64Rule(bool amsgrad, bool maximize, double wd, bool fused)
     {
         using var scope = NewDisposeScope();
         var rng = new Random(11);
@@ -65,7 +68,7 @@ public class OptimizerTests
         const double lr = 0.05, b1 = 0.8, b2 = 0.95, eps = 1e-6;
         var init = RandomArray(rng, n);
         using var p = new nn.Parameter(tensor(init));
-        using var opt = optim.AdamW(new[] { p }, lr, b1, b2, eps, wd, amsgrad, maximize);
+        using var opt = optim.AdamW(new[] { p }, lr, b1, b2, eps, wd, amsgrad, maximize, fused);
         var reference = new NaiveAdamW(init, lr, b1, b2, eps, wd, amsgrad, maximize);
         for (int t = 1; t <= steps; t++)
         {
@@ -90,7 +93,7 @@ public class OptimizerTests
         double[] Run(bool ams)
         {
             using var p = new nn.Parameter(tensor(init));
-            using var opt = optim.AdamW(new[] { p }, 0.1, beta2: 0.5, amsgrad: ams);
+            using var opt = optim.AdamW(new[] { p }, 0.1, beta2: 0.5, amsgrad: ams, fused: true);
             foreach (var g in grads) { p.grad = tensor(g); opt.step(); }
             return p.ToDoubleArray();
         }
@@ -117,6 +120,40 @@ public class OptimizerTests
             reference.Step(g);
         }
         AssertRelClose(reference.Theta, p.ToDoubleArray(), 1e-5, "theta");
+    }
+
+    [Fact]
+    public void FusedAndOpByOpAdamWAgree()
+    {
+        using var scope = NewDisposeScope();
+        var rng = new Random(8);
+        // float32 contiguous takes the single-pass kernel; bfloat16 and a transposed (strided) parameter take the native
+        // op sequence, which must equal the managed op sequence bit for bit.
+        foreach (var (dtype, transposed, exact) in new[] { (ScalarType.Float32, false, false), (ScalarType.BFloat16, false, true), (ScalarType.Float32, true, true), (ScalarType.Float64, false, false) })
+        {
+            var init = RandomArray(rng, 40 * 30);
+            var grads = Enumerable.Range(0, 5).Select(_ => RandomArray(rng, 40 * 30)).ToList();
+            Tensor Make(double[] d)
+            {
+                var t = tensor(d, new long[] { 40, 30 }, dtype);
+                return transposed ? t.t() : t;
+            }
+            float[] Run(bool fused, bool amsgrad)
+            {
+                using var p = new nn.Parameter(Make(init));
+                Assert.Equal(!transposed, p.is_contiguous());
+                using var opt = optim.AdamW(new[] { p }, 1e-2, weight_decay: 0.1, amsgrad: amsgrad, fused: fused);
+                foreach (var g in grads) { p.grad = Make(g); opt.step(); }
+                return p.ToSingleArray();
+            }
+            foreach (var ams in new[] { false, true })
+            {
+                var a = Run(true, ams);
+                var b = Run(false, ams);
+                if (exact) Assert.Equal(b, a);
+                else for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6 * Math.Max(1, Math.Abs(b[i])), $"{dtype} [{i}]: {a[i]} vs {b[i]}");
+            }
+        }
     }
 
     [Fact]

@@ -133,6 +133,43 @@ public sealed class TrainerTests : IDisposable
         }
     }
 
+    /// <summary>A hook with state: it counts optimizer steps and keeps the count in checkpoints.</summary>
+    private sealed class CountingHook : ITrainingHook
+    {
+        public int Steps;
+        public void AfterOptimizerStep(TrainingContext context) => Steps++;
+        public IReadOnlyDictionary<string, Tensor>? GetState() => new Dictionary<string, Tensor> { ["steps"] = tensor(new long[] { Steps }) };
+        public void SetState(IReadOnlyDictionary<string, Tensor> state) => Steps = (int)state["steps"].ToInt64();
+    }
+
+    [Fact]
+    public void HookStateTravelsWithTheCheckpoint()
+    {
+        using var scope = NewDisposeScope();
+        var data = Data();
+        using (var model = new TinyLM(Vocab, Dim))
+        using (var t = MakeTrainer(model, ResumeOptions()))
+        {
+            var hook = new CountingHook();
+            t.Hooks.Add(new LambdaHook());
+            t.Hooks.Add(hook);
+            t.Train(data);
+            Assert.Equal(12, hook.Steps);
+        }
+        Assert.True(File.Exists(Path.Combine(_dir, "checkpoint-4", Checkpoints.HooksFileName)));
+        using (var model = new TinyLM(Vocab, Dim))
+        using (var t = MakeTrainer(model, ResumeOptions(o => o.CheckpointFolder = null)))
+        {
+            var hook = new CountingHook();
+            int seenAtBegin = -1;
+            t.Hooks.Add(new LambdaHook { Begin = _ => seenAtBegin = hook.Steps });
+            t.Hooks.Add(hook);
+            t.Train(data, resumeFromCheckpoint: Path.Combine(_dir, "checkpoint-4"));
+            Assert.Equal(4, seenAtBegin); // restored before OnTrainBegin
+            Assert.Equal(12, hook.Steps);
+        }
+    }
+
     [Fact]
     public void CancellationStopsCleanlyLeavesACheckpointAndResumesExactly()
     {

@@ -91,7 +91,17 @@ public static partial class Checkpoints
             old = Path.Combine(folder, OldPrefix + step.ToString(CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N"));
             Directory.Move(final, old);
         }
-        Directory.Move(temp, final);
+        try
+        {
+            Directory.Move(temp, final);
+        }
+        catch
+        {
+            // Put the previous checkpoint of this step back rather than lose it.
+            if (old is not null && !Directory.Exists(final)) Directory.Move(old, final);
+            TryDelete(temp);
+            throw;
+        }
         if (old is not null) TryDelete(old);
         return final;
     }

@@ -9,6 +9,7 @@ using static Microsoft.ML.LowRank.Torch.torch;
 namespace Microsoft.ML.LowRank.Tests.Training;
 
 /// <summary>An end-to-end fine-tune of the tiny Llama fixture on a synthetic task.</summary>
+[Collection(SerialCollection.Name)]
 public class FineTuneTests(ITestOutputHelper output)
 {
     /// <summary>

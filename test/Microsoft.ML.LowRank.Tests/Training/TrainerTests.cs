@@ -1,3 +1,4 @@
+using Microsoft.ML.LowRank.Tests.Helpers;
 using Microsoft.ML.LowRank.Training;
 using Microsoft.ML.LowRank.Torch;
 using static Microsoft.ML.LowRank.Torch.torch;
@@ -6,6 +7,8 @@ namespace Microsoft.ML.LowRank.Tests.Training;
 
 /// <summary>The training loop: accumulation, determinism, resume, non-finite losses, early stopping, cancellation,
 /// progress events, hooks and checkpoint files.</summary>
+// Bit-identical determinism needs the process-wide default generator to itself: run alone.
+[Collection(SerialCollection.Name)]
 public sealed class TrainerTests : IDisposable
 {
     private const int Vocab = 17, Dim = 8;

@@ -17,7 +17,7 @@ public class FineTuneTests(ITestOutputHelper output)
     /// one motif repeated to 16 tokens from a random phase. The first token is the prompt (no loss); every later token
     /// follows from the one before, which the model has to learn. Held-out examples use other motif/phase draws.
     /// </summary>
-    private static List<TokenExample> RepeatingPatterns(int count, int seed, int vocab)
+    internal static List<TokenExample> RepeatingPatterns(int count, int seed, int vocab)
     {
         var tokens = Enumerable.Range(3, vocab - 3).Select(v => (long)v).ToArray();
         new Random(12345).Shuffle(tokens);

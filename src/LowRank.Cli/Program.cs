@@ -27,11 +27,12 @@ public static class Program
                 "generate" => Generate(args.Skip(1).ToArray()),
                 "params" => Params(args.Skip(1).ToArray()),
                 "merge" => Merge(args.Skip(1).ToArray()),
+                "finetune" => FineTune(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
         }
-        catch (Exception e) when (e is TorchException or DllNotFoundException or ArgumentException or IOException or InvalidOperationException or SafetensorsException)
+        catch (Exception e) when (e is TorchException or DllNotFoundException or ArgumentException or IOException or InvalidOperationException or SafetensorsException or InvalidDataException)
         {
             Console.Error.WriteLine($"lowrank: {e.Message}");
             return 1;
@@ -48,6 +49,10 @@ public static class Program
             "  params <model-or-config-folder> [--method lora] [--rank R] [--alpha A] [--targets all-linear|q_proj,v_proj|regex:<re>] [--rslora]\n" +
             "                           trainable and total parameter counts (config.json alone suffices)\n" +
             "  merge <model-folder> <adapter-folder> --output <folder>   merge a PEFT-format adapter into a HF model folder\n" +
+            "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method lora|rslora --rank R --alpha A\n" +
+            "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
+            "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
+            "                           TSV rows prompt<TAB>response or text\n" +
             "options: --json            machine-readable output");
         return 0;
     }
@@ -214,6 +219,82 @@ public static class Program
             if (File.Exists(src)) File.Copy(src, Path.Combine(output, f), overwrite: true);
         }
         Console.WriteLine($"merged {positional[1]} into {positional[0]} -> {output}");
+        return 0;
+    }
+
+    internal static List<(string? prompt, string text)> ReadExamples(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
+        var rows = new List<(string?, string)>();
+        int line = 0;
+        foreach (var raw in File.ReadLines(path))
+        {
+            line++;
+            if (string.IsNullOrWhiteSpace(raw)) continue;
+            if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+            {
+                JsonObject o;
+                try { o = JsonNode.Parse(raw) as JsonObject ?? throw new InvalidDataException($"{path}:{line}: not a JSON object"); }
+                catch (JsonException e) { throw new InvalidDataException($"{path}:{line}: invalid JSON: {e.Message}", e); }
+                var prompt = o["prompt"]?.GetValue<string>() ?? o["instruction"]?.GetValue<string>();
+                var response = o["response"]?.GetValue<string>() ?? o["output"]?.GetValue<string>() ?? o["completion"]?.GetValue<string>();
+                var text = o["text"]?.GetValue<string>();
+                if (prompt is not null && response is not null) rows.Add((prompt, response));
+                else if (text is not null) rows.Add((null, text));
+                else throw new InvalidDataException($"{path}:{line}: expected fields 'prompt' and 'response', or 'text'");
+            }
+            else
+            {
+                var cols = raw.Split('\t');
+                rows.Add(cols.Length >= 2 ? (cols[0], cols[1]) : (null, cols[0]));
+            }
+        }
+        if (rows.Count == 0) throw new InvalidDataException($"{path}: no examples");
+        return rows;
+    }
+
+    private static int FineTune(string[] args)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var folder = Positional(args, "model folder");
+        var data = Option(args, "--data") ?? throw new ArgumentException("finetune needs --data <file.jsonl|.tsv>");
+        var output = Option(args, "--output") ?? throw new ArgumentException("finetune needs --output <adapter-folder>");
+        var tok = LoadTokenizer(folder);
+        using var model = PretrainedModel.Load(folder, ModelTask.CausalLM, dtype: ScalarType.Float32);
+        int? maxLength = Option(args, "--max-length") is { } ml ? int.Parse(ml, inv) : null;
+        var examples = ReadExamples(data).Select(r =>
+        {
+            var response = tok.EncodeToIds(r.text, addSpecialTokens: r.prompt is null).Select(i => (long)i).ToList();
+            if (r.prompt is null) return new Training.TokenExample(response);
+            var prompt = tok.EncodeToIds(r.prompt).Select(i => (long)i).ToList();
+            return Training.TokenExample.FromPromptAndResponse(prompt, response.Concat(model.Config.EosTokenIds.Take(1)).ToList());
+        }).ToList();
+        var batcher = new Training.TokenBatcher(examples, model.Config.PadTokenId ?? 0, maxLength);
+        using var peft = LowRankModel.Create(model, LoraFromArgs(args));
+        var options = new Training.TrainerOptions
+        {
+            LearningRate = double.Parse(Option(args, "--lr") ?? "2e-4", inv),
+            MaxEpochs = int.Parse(Option(args, "--epochs") ?? "3", inv),
+            MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
+            BatchSize = int.Parse(Option(args, "--batch-size") ?? "8", inv),
+            Seed = int.Parse(Option(args, "--seed") ?? "42", inv),
+        };
+        using var trainer = new Training.Trainer(peft,
+            b => peft.forward(new ModelInputs { InputIds = b.InputIds, AttentionMask = b.AttentionMask, Labels = b.Labels }).Loss!, options);
+        var json = args.Contains("--json");
+        trainer.Progress += (_, p) =>
+        {
+            if (!json && p.Kind == Training.TrainingProgressKind.Step)
+                Console.WriteLine(string.Create(inv, $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:E2}  {p.TokensPerSecond:F0} tok/s  eta {p.Eta:mm\\:ss}"));
+        };
+        var before = trainer.Evaluate(batcher);
+        var result = trainer.Train(batcher);
+        var after = trainer.Evaluate(batcher);
+        peft.Save(output);
+        if (json)
+            Console.WriteLine(new JsonObject { ["examples"] = examples.Count, ["steps"] = result.GlobalStep, ["loss_before"] = before, ["loss_after"] = after, ["adapter"] = output }.ToJsonString());
+        else
+            Console.WriteLine(string.Create(inv, $"{examples.Count} examples, {result.GlobalStep} steps: training loss {before:F4} -> {after:F4}; adapter written to {output}"));
         return 0;
     }
 

@@ -21,7 +21,7 @@ public class CliTests
     }
 
     /// <summary>A word-level tokenizer over "t0".."t96" (the fixtures' vocabulary size), split on whitespace.</summary>
-    private static string WordLevelTokenizerJson()
+    internal static string WordLevelTokenizerJson()
     {
         var vocab = new JsonObject();
         for (int i = 0; i < 97; i++) vocab["t" + i] = i;
@@ -167,5 +167,32 @@ public class CliAdapterTests
         var actual = merged.forward(new ModelInputs { InputIds = ids }).Logits!.ToArray<float>();
         for (int k = 0; k < expected.Length; k++) Assert.InRange(actual[k] - expected[k], -1e-4, 1e-4);
         Assert.False(File.Exists(Path.Combine(outDir, "adapter_config.json")));
+    }
+
+    [Fact]
+    public void FinetuneTrainsAPeftAdapterFromJsonl()
+    {
+        var model = Directory.CreateTempSubdirectory().FullName;
+        foreach (var f in Directory.GetFiles(Repo.Fixture("models", "llama"))) File.Copy(f, Path.Combine(model, Path.GetFileName(f)));
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), CliTests.WordLevelTokenizerJson());
+        var data = Path.Combine(Directory.CreateTempSubdirectory().FullName, "train.jsonl");
+        var rng = new Random(1);
+        File.WriteAllLines(data, Enumerable.Range(0, 64).Select(_ =>
+        {
+            var a = rng.Next(10, 40);
+            return new JsonObject { ["prompt"] = $"t{a} t{a + 1}", ["response"] = $"t{a + 2} t{a + 3} t{a + 4}" }.ToJsonString();
+        }));
+        var adapter = Path.Combine(Directory.CreateTempSubdirectory().FullName, "adapter");
+        var (code, output, err) = Run("finetune", model, "--data", data, "--output", adapter, "--rank", "8", "--alpha", "16",
+            "--targets", "all-linear", "--lr", "1e-2", "--max-steps", "30", "--batch-size", "8", "--json");
+        Assert.True(code == 0, err);
+        var o = JsonNode.Parse(output.Trim().Split('\n')[^1])!;
+        Assert.Equal(30, o["steps"]!.GetValue<int>());
+        Assert.True(o["loss_after"]!.GetValue<double>() < 0.7 * o["loss_before"]!.GetValue<double>(), output);
+        Assert.True(File.Exists(Path.Combine(adapter, "adapter_config.json")));
+        Assert.True(File.Exists(Path.Combine(adapter, "adapter_model.safetensors")));
+        (code, _, err) = Run("finetune", model, "--data", data + ".missing", "--output", adapter);
+        Assert.Equal(1, code);
+        Assert.Contains("data file not found", err);
     }
 }

@@ -4,7 +4,9 @@ namespace Microsoft.ML.LowRank.Torch.Native;
 
 internal static partial class NativeMethods
 {
-    [LibraryImport(Lib)] internal static partial void lr_tensor_free(IntPtr t);
+    // Freeing an alias is short and never calls back into .NET, so it skips the GC transition (it is called once per
+    // tensor, so the saving matters for small ops). Large storages go back to the allocator, still well under a millisecond.
+    [LibraryImport(Lib), SuppressGCTransition] internal static partial void lr_tensor_free(IntPtr t);
     [LibraryImport(Lib)] internal static partial IntPtr lr_tensor_alias(TensorHandle t);
     [LibraryImport(Lib)] internal static partial int lr_tensor_ndim(TensorHandle t);
     [LibraryImport(Lib)] internal static unsafe partial int lr_tensor_shape(TensorHandle t, long* output, int cap);

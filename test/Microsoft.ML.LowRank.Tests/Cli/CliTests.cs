@@ -8,7 +8,7 @@ namespace Microsoft.ML.LowRank.Tests.Cli;
 [Collection(SerialCollection.Name)] // redirects Console
 public class CliTests
 {
-    private static (int code, string output, string error) Run(params string[] args)
+    internal static (int code, string output, string error) Run(params string[] args)
     {
         var oldOut = Console.Out;
         var oldErr = Console.Error;
@@ -100,17 +100,7 @@ public class CliTests
 [Collection(SerialCollection.Name)]
 public class CliAdapterTests
 {
-    private static (int code, string output, string error) Run(params string[] args)
-    {
-        var oldOut = Console.Out;
-        var oldErr = Console.Error;
-        var o = new StringWriter();
-        var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try { return (Microsoft.ML.LowRank.Cli.Program.Main(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static (int code, string output, string error) Run(params string[] args) => CliTests.Run(args);
 
     [Fact]
     public void ParamsMatchPeftsCountForLlama2_7B()

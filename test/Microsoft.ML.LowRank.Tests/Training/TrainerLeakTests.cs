@@ -9,13 +9,7 @@ namespace Microsoft.ML.LowRank.Tests.Training;
 [Collection(SerialCollection.Name)]
 public class TrainerLeakTests
 {
-    private static long Live()
-    {
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
-        return Tensor.TotalCount;
-    }
+    private static long Live() => LiveTensors.Count();
 
     [Theory]
     [InlineData(1, false)]

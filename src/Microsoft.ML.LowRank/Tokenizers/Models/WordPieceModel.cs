@@ -1,15 +1,52 @@
 namespace Microsoft.ML.LowRank.Tokenizers;
 
+/// <summary>A model over a fixed token-to-id vocabulary (shared by WordPiece and WordLevel).</summary>
+public abstract class VocabularyModel : TokenizerModel
+{
+    /// <summary>Token to id.</summary>
+    private protected readonly Dictionary<string, int> _vocab;
+    /// <summary>Id to token (null where the id is unused).</summary>
+    private protected readonly string?[] _idToToken;
+
+    /// <summary>Copies the vocabulary and builds the reverse table.</summary>
+    /// <param name="vocabulary">Token to id.</param>
+    private protected VocabularyModel(IReadOnlyDictionary<string, int> vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        _vocab = new Dictionary<string, int>(vocabulary, StringComparer.Ordinal);
+        int max = _vocab.Count == 0 ? -1 : _vocab.Values.Max();
+        _idToToken = new string?[max + 1];
+        foreach (var (token, id) in _vocab)
+        {
+            _idToToken[id] = token;
+        }
+        MaxId = max;
+    }
+
+    /// <inheritdoc/>
+    public override int VocabularySize => _vocab.Count;
+
+    /// <inheritdoc/>
+    public override int MaxId { get; }
+
+    /// <inheritdoc/>
+    public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
+
+    /// <inheritdoc/>
+    public override string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, int> GetVocabulary() => new Dictionary<string, int>(_vocab);
+}
+
 /// <summary>
 /// BERT's WordPiece: each word is split greedily into the longest vocabulary prefixes, continuation pieces being
 /// looked up with the <see cref="ContinuingSubwordPrefix"/> ("##"). A word that cannot be fully split, or that is
 /// longer than <see cref="MaxInputCharsPerWord"/>, becomes the unknown token.
 /// </summary>
-public sealed class WordPieceModel : TokenizerModel
+public sealed class WordPieceModel : VocabularyModel
 {
-    private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
-    private readonly string?[] _idToToken;
     private readonly int _unkId;
     private readonly WordCache _cache = new();
 
@@ -19,23 +56,15 @@ public sealed class WordPieceModel : TokenizerModel
     /// <param name="continuingSubwordPrefix">The prefix of continuation pieces.</param>
     /// <param name="maxInputCharsPerWord">Words with more chars (code points) than this become the unknown token.</param>
     public WordPieceModel(IReadOnlyDictionary<string, int> vocabulary, string unknownToken = "[UNK]", string continuingSubwordPrefix = "##", int maxInputCharsPerWord = 100)
+        : base(vocabulary)
     {
-        ArgumentNullException.ThrowIfNull(vocabulary);
         ArgumentNullException.ThrowIfNull(unknownToken);
         ArgumentNullException.ThrowIfNull(continuingSubwordPrefix);
-        _vocab = new Dictionary<string, int>(vocabulary, StringComparer.Ordinal);
         _lookup = _vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         if (!_vocab.TryGetValue(unknownToken, out _unkId))
         {
             throw new ArgumentException($"The unknown token '{unknownToken}' is not in the vocabulary.", nameof(unknownToken));
         }
-        int max = _vocab.Count == 0 ? -1 : _vocab.Values.Max();
-        _idToToken = new string?[max + 1];
-        foreach (var (token, id) in _vocab)
-        {
-            _idToToken[id] = token;
-        }
-        MaxId = max;
         UnknownToken = unknownToken;
         ContinuingSubwordPrefix = continuingSubwordPrefix;
         MaxInputCharsPerWord = maxInputCharsPerWord;
@@ -61,21 +90,6 @@ public sealed class WordPieceModel : TokenizerModel
 
     /// <summary>The longest word (in chars) that is split; longer ones become the unknown token.</summary>
     public int MaxInputCharsPerWord { get; }
-
-    /// <inheritdoc/>
-    public override int VocabularySize => _vocab.Count;
-
-    /// <inheritdoc/>
-    public override int MaxId { get; }
-
-    /// <inheritdoc/>
-    public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
-
-    /// <inheritdoc/>
-    public override string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
-
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, int> GetVocabulary() => new Dictionary<string, int>(_vocab);
 
     /// <inheritdoc/>
     public override void Tokenize(string sequence, List<Token> tokens)
@@ -150,47 +164,23 @@ public sealed class WordPieceModel : TokenizerModel
 }
 
 /// <summary>A whole-word vocabulary: each pre-tokenized piece is one token (or the unknown token).</summary>
-public sealed class WordLevelModel : TokenizerModel
+public sealed class WordLevelModel : VocabularyModel
 {
-    private readonly Dictionary<string, int> _vocab;
-    private readonly string?[] _idToToken;
+
     private readonly int _unkId;
 
     /// <summary>Creates a word-level model.</summary>
     /// <param name="vocabulary">Token to id.</param>
     /// <param name="unknownToken">The unknown token, or <see langword="null"/> to drop unknown words.</param>
     public WordLevelModel(IReadOnlyDictionary<string, int> vocabulary, string? unknownToken = "[UNK]")
+        : base(vocabulary)
     {
-        ArgumentNullException.ThrowIfNull(vocabulary);
-        _vocab = new Dictionary<string, int>(vocabulary, StringComparer.Ordinal);
         _unkId = unknownToken is not null && _vocab.TryGetValue(unknownToken, out int unk) ? unk : -1;
-        int max = _vocab.Count == 0 ? -1 : _vocab.Values.Max();
-        _idToToken = new string?[max + 1];
-        foreach (var (token, id) in _vocab)
-        {
-            _idToToken[id] = token;
-        }
-        MaxId = max;
         UnknownToken = unknownToken;
     }
 
     /// <summary>The unknown token.</summary>
     public string? UnknownToken { get; }
-
-    /// <inheritdoc/>
-    public override int VocabularySize => _vocab.Count;
-
-    /// <inheritdoc/>
-    public override int MaxId { get; }
-
-    /// <inheritdoc/>
-    public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
-
-    /// <inheritdoc/>
-    public override string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
-
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, int> GetVocabulary() => new Dictionary<string, int>(_vocab);
 
     /// <inheritdoc/>
     public override void Tokenize(string sequence, List<Token> tokens)

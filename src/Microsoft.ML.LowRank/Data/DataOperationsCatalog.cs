@@ -167,7 +167,10 @@ public sealed class DataOperationsCatalog
         var test = new List<int>((int)testRows);
         for (int r = 0; r < groupOfRow.Length; r++)
             (isTest[groupOfRow[r]] ? test : train).Add(r);
-        return new TrainTestData(Subset(data, [.. train]), Subset(data, [.. test]));
+        int[] trainRows = [.. train], testRowIndices = [.. test];
+        return new TrainTestData(
+            RowMappedDataView.SelectBelowMappings(data, d => Subset(d, trainRows)),
+            RowMappedDataView.SelectBelowMappings(data, d => Subset(d, testRowIndices)));
     }
 
     /// <summary>Returns the rows in a random order drawn from <paramref name="seed"/> (the same seed, the same order).
@@ -179,8 +182,11 @@ public sealed class DataOperationsCatalog
     {
         ArgumentNullException.ThrowIfNull(input);
         int s = seed ?? NextSeed();
-        var source = input as RandomAccessDataView ?? new CacheDataView(input);
-        return new IndexedSubsetView(source, () => RandomAccessDataView.Permutation(source.RowCount, new Random(s)));
+        return RowMappedDataView.SelectBelowMappings(input, data =>
+        {
+            var source = data as RandomAccessDataView ?? new CacheDataView(data);
+            return new IndexedSubsetView(source, () => RandomAccessDataView.Permutation(source.RowCount, new Random(s)));
+        });
     }
 
     /// <summary>Keeps the first <paramref name="count"/> rows.</summary>
@@ -191,10 +197,13 @@ public sealed class DataOperationsCatalog
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        if (input is RandomAccessDataView ra)
-            return new IndexedSubsetView(ra, () => [.. Enumerable.Range(0, (int)Math.Min(count, ra.RowCount))]);
-        long? total = input.GetRowCount();
-        return new PositionSubsetView(input, _ => true, count, total is long t ? Math.Min(t, count) : null);
+        return RowMappedDataView.SelectBelowMappings(input, data =>
+        {
+            if (data is RandomAccessDataView ra)
+                return new IndexedSubsetView(ra, () => [.. Enumerable.Range(0, (int)Math.Min(count, ra.RowCount))]);
+            long? total = data.GetRowCount();
+            return new PositionSubsetView(data, _ => true, count, total is long t ? Math.Min(t, count) : null);
+        });
     }
 
     /// <summary>Drops the first <paramref name="count"/> rows.</summary>
@@ -205,14 +214,19 @@ public sealed class DataOperationsCatalog
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        if (input is RandomAccessDataView ra)
-            return new IndexedSubsetView(ra, () =>
+        return RowMappedDataView.SelectBelowMappings(input, data =>
+        {
+            if (data is RandomAccessDataView ra)
             {
-                int start = (int)Math.Min(count, ra.RowCount);
-                return [.. Enumerable.Range(start, ra.RowCount - start)];
-            });
-        long? total = input.GetRowCount();
-        return new PositionSubsetView(input, p => p >= count, long.MaxValue, total is long t ? Math.Max(0, t - count) : null);
+                return new IndexedSubsetView(ra, () =>
+                {
+                    int start = (int)Math.Min(count, ra.RowCount);
+                    return [.. Enumerable.Range(start, ra.RowCount - start)];
+                });
+            }
+            long? total = data.GetRowCount();
+            return new PositionSubsetView(data, p => p >= count, long.MaxValue, total is long t ? Math.Max(0, t - count) : null);
+        });
     }
 
     /// <summary>

@@ -374,6 +374,28 @@ public class ConversionAndChainTests
         Assert.Equal(Enumerable.Range(0, 30), order.Order());
     }
 
+    [Fact]
+    public void RowSelectionsOfTransformedViewsKeepRandomAccess()
+    {
+        var items = Enumerable.Range(0, 40).Select(i => new Labeled { Label = $"v{i % 4}", Score = i }).ToArray();
+        var data = Data.LoadFromEnumerable(items);
+        var output = Conversion.MapValueToKey("Key", "Label").Fit(data).Transform(data);
+
+        var split = Data.TrainTestSplit(output, 0.25, seed: 2);
+        Assert.True(split.TrainSet.CanShuffle);
+        Assert.Equal(30, split.TrainSet.GetRowCount());
+        var plain = Data.TrainTestSplit(data, 0.25, seed: 2);
+        Assert.Equal(plain.TestSet.GetColumn<float>("Score"), split.TestSet.GetColumn<float>("Score"));
+        foreach (var (score, key) in split.TestSet.GetColumn<float>("Score").Zip(split.TestSet.GetColumn<uint>("Key")))
+            Assert.Equal((uint)((int)score % 4) + 1, key);
+
+        var shuffled = Data.ShuffleRows(output, seed: 3);
+        Assert.Equal(Data.ShuffleRows(data, seed: 3).GetColumn<float>("Score"), shuffled.GetColumn<float>("Score"));
+        Assert.Equal(shuffled.GetColumn<float>("Score").Select(s => (uint)((int)s % 4) + 1), shuffled.GetColumn<uint>("Key"));
+        Assert.Equal([1u, 2u, 3u], Data.TakeRows(output, 3).GetColumn<uint>("Key"));
+        Assert.Equal([3u, 4u], Data.SkipRows(output, 38).GetColumn<uint>("Key"));
+    }
+
     public sealed class SentimentRow
     {
         [LoadColumn(0)] public string Text { get; set; } = "";

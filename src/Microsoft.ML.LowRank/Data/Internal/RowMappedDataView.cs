@@ -24,6 +24,17 @@ internal sealed class RowMappedDataView : IDataView
         Schema = MakeSchema(source.Schema, outputs);
     }
 
+    /// <summary>The input view.</summary>
+    public IDataView Source => _source;
+
+    /// <summary>The same computed columns over another source with the same schema (row selections commute with
+    /// row-to-row mapping, so subsets and shuffles are applied below the mapping and keep random access).</summary>
+    public RowMappedDataView WithSource(IDataView source) => new(source, _outputs);
+
+    /// <summary>Applies a row selection (subset, shuffle, take, skip) below any row-to-row mappings of <paramref name="input"/>.</summary>
+    public static IDataView SelectBelowMappings(IDataView input, Func<IDataView, IDataView> select) =>
+        input is RowMappedDataView mapped ? mapped.WithSource(SelectBelowMappings(mapped._source, select)) : select(input);
+
     public static DataViewSchema MakeSchema(DataViewSchema input, IEnumerable<MappedColumn> outputs)
     {
         var builder = new DataViewSchema.Builder();

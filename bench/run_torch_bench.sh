@@ -6,11 +6,24 @@ cd "$(dirname "$0")/.."
 LOWRANK_WITH_PYTORCH=1 bash eng/setup.sh
 threads="${LOWRANK_NUM_THREADS:-$(nproc)}"
 dotnet build bench/TorchBench -c Release -v q -nologo >/dev/null
-cs=$(LOWRANK_NUM_THREADS=$threads dotnet bench/TorchBench/bin/Release/net10.0/TorchBench.dll)
-py=$(/usr/bin/python3 bench/torch_bench.py "$threads")
+# Alternate the two implementations for several rounds (this machine's timings drift), then take medians per metric.
+rounds="${LOWRANK_BENCH_ROUNDS:-5}"
+cs=""; py=""
+for ((r = 0; r < rounds; r++)); do
+  cs+="$(LOWRANK_NUM_THREADS=$threads dotnet bench/TorchBench/bin/Release/net10.0/TorchBench.dll)"$'\n'
+  py+="$(/usr/bin/python3 bench/torch_bench.py "$threads")"$'\n'
+done
 /usr/bin/python3 - "$cs" "$py" <<'PY'
-import json, sys
-cs, py = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+import json, statistics, sys
+def med(lines):
+    rows = [json.loads(l) for l in lines.strip().splitlines()]
+    out = dict(rows[0])
+    for k in ("add_us", "matmul_gflops", "mlp_ms"):
+        out[k] = statistics.median(r[k] for r in rows)
+    out["rounds"] = len(rows)
+    return out
+cs, py = med(sys.argv[1]), med(sys.argv[2])
+print(f"medians over {cs['rounds']} alternating rounds (each round itself a median of repeated timings)")
 print(f"libtorch {cs['torch']} (C#) / {py['torch']} (PyTorch), threads {cs['threads']}/{py['threads']}")
 print(f"{'benchmark':<34}{'ours':>12}{'pytorch':>12}{'ratio':>9}  goal")
 rows = [("(a) 16-elt add+free, us/op", "add_us", False, 0.8),

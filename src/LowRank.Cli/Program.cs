@@ -28,6 +28,7 @@ public static class Program
                 "params" => Params(args.Skip(1).ToArray()),
                 "merge" => Merge(args.Skip(1).ToArray()),
                 "finetune" => FineTune(args.Skip(1).ToArray()),
+                "methods" => Methods(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -46,10 +47,12 @@ public static class Program
             "  info <model-folder>      architecture, parameter count, dtype, tokenizer kind (config.json alone suffices)\n" +
             "  tokenize <tokenizer-folder-or-file> --text \"...\"   token ids\n" +
             "  generate <model-folder> --prompt \"...\" [--max-new-tokens N] [--sample --temperature T --top-k K --top-p P --seed S]\n" +
-            "  params <model-or-config-folder> [--method lora] [--rank R] [--alpha A] [--targets all-linear|q_proj,v_proj|regex:<re>] [--rslora]\n" +
+            "  params <model-or-config-folder> [--method M] [--rank R] [--alpha A] [--targets all-linear|q_proj,v_proj|regex:<re>]\n" +
+            "           [--rslora] [--set key=value ...]   trainable parameters of a method (see: lowrank methods)\n" +
             "                           trainable and total parameter counts (config.json alone suffices)\n" +
+            "  methods                  the adapter methods --method accepts\n" +
             "  merge <model-folder> <adapter-folder> --output <folder>   merge a PEFT-format adapter into a HF model folder\n" +
-            "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method lora|rslora --rank R --alpha A\n" +
+            "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
             "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
             "                           TSV rows prompt<TAB>response or text\n" +
@@ -171,23 +174,58 @@ public static class Program
         return 0;
     }
 
-    internal static LoraOptions LoraFromArgs(string[] args)
+    /// <summary>Builds adapter options from <c>--method NAME</c> (any name in <see cref="AdapterMethods.Methods"/>),
+    /// the shorthands <c>--rank</c>, <c>--alpha</c>, <c>--dropout</c>, <c>--targets</c>, <c>--rslora</c>, and any config key
+    /// by its PEFT name with <c>--set key=value</c> (repeatable).</summary>
+    internal static LowRankAdapterOptions MethodFromArgs(string[] args)
     {
-        var method = Option(args, "--method") ?? "lora";
-        if (method is not ("lora" or "rslora"))
-            throw new ArgumentException($"unknown method '{method}' (available: lora, rslora)");
-        var inv = System.Globalization.CultureInfo.InvariantCulture;
-        var o = new LoraOptions
+        var options = AdapterMethods.Create(Option(args, "--method") ?? "lora");
+        var probe = new JsonObject();
+        options.WriteJson(probe);
+        var settings = new List<KeyValuePair<string, string>>();
+        void Shorthand(string flag, params string[] keys)
         {
-            R = int.Parse(Option(args, "--rank") ?? "8", inv),
-            UseRsLora = method == "rslora" || args.Contains("--rslora"),
-        };
-        o.LoraAlpha = double.Parse(Option(args, "--alpha") ?? o.R.ToString(inv), inv);
+            if (Option(args, flag) is not { } v) return;
+            var key = keys.FirstOrDefault(probe.ContainsKey)
+                ?? throw new ArgumentException($"{flag} does not apply to {options.PeftType} (use --set key=value with its config keys)");
+            settings.Add(new(key, v));
+        }
+        Shorthand("--rank", "r", "lora_r", "target_r", "rank");
+        Shorthand("--alpha", "lora_alpha", "alpha");
+        Shorthand("--dropout", "lora_dropout", "vera_dropout", "dropout");
+        if (args.Contains("--rslora")) settings.Add(new("use_rslora", "true"));
         if (Option(args, "--targets") is { } t)
-            o.TargetModules = t == "all-linear" ? ModuleSelector.AllLinear
+        {
+            var selector = t == "all-linear" ? ModuleSelector.AllLinear
                 : t.StartsWith("regex:", StringComparison.Ordinal) ? ModuleSelector.FromRegex(t["regex:".Length..])
                 : ModuleSelector.FromNames(t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        return o;
+            settings.Add(new("target_modules", selector.ToJson()?.ToJsonString() ?? "null"));
+        }
+        for (int i = 0; i < args.Length - 1; i++)
+        {
+            if (args[i] != "--set") continue;
+            var kv = args[i + 1];
+            var eq = kv.IndexOf('=');
+            if (eq <= 0) throw new ArgumentException($"--set needs key=value, got '{kv}'");
+            settings.Add(new(kv[..eq], kv[(eq + 1)..]));
+        }
+        // --rank alone keeps alpha = rank, as before (PEFT's default alpha is 8 whatever the rank).
+        if (Option(args, "--rank") is { } r && Option(args, "--alpha") is null && probe.ContainsKey("lora_alpha") && options is LoraOptions)
+            settings.Add(new("lora_alpha", r));
+        return settings.Count == 0 ? options : AdapterMethods.WithSettings(options, settings);
+    }
+
+    private static int Methods(string[] args)
+    {
+        if (args.Contains("--json"))
+        {
+            var arr = new JsonArray();
+            foreach (var m in AdapterMethods.Methods) arr.Add(new JsonObject { ["name"] = m.Name, ["peft_type"] = m.Create().PeftType, ["description"] = m.Description });
+            Console.WriteLine(arr.ToJsonString());
+        }
+        else
+            foreach (var m in AdapterMethods.Methods) Console.WriteLine($"  {m.Name,-16} {m.Description}");
+        return 0;
     }
 
     private static int Params(string[] args)
@@ -196,7 +234,7 @@ public static class Program
         var config = ModelConfig.FromFile(folder);
         var task = config.Family is ModelFamily.Bert or ModelFamily.Roberta ? ModelTask.SequenceClassification : ModelTask.CausalLM;
         using var model = new PretrainedModel(config, task, Device.META);
-        using var peft = LowRankModel.Create(model, LoraFromArgs(args));
+        using var peft = LowRankModel.Create(model, MethodFromArgs(args));
         var (trainable, all) = peft.GetNbTrainableParameters();
         if (args.Contains("--json"))
             Console.WriteLine(new JsonObject { ["trainable"] = trainable, ["total"] = all, ["trainable_percent"] = 100.0 * trainable / all }.ToJsonString());
@@ -270,7 +308,7 @@ public static class Program
             return Training.TokenExample.FromPromptAndResponse(prompt, response.Concat(model.Config.EosTokenIds.Take(1)).ToList());
         }).ToList();
         var batcher = new Training.TokenBatcher(examples, model.Config.PadTokenId ?? 0, maxLength);
-        using var peft = LowRankModel.Create(model, LoraFromArgs(args));
+        using var peft = LowRankModel.Create(model, MethodFromArgs(args));
         var options = new Training.TrainerOptions
         {
             LearningRate = double.Parse(Option(args, "--lr") ?? "2e-4", inv),

@@ -294,15 +294,72 @@ public sealed class AdapterCreationContext
         => AutocastAdapterDtype && baseType is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : baseType;
 }
 
-/// <summary>The adapter methods PEFT configs are read into (one factory per options class; a new method adds itself
-/// here).</summary>
+/// <summary>One adapter method as the library names it (CLI <c>--method</c>, estimator options, comparison runs).</summary>
+/// <param name="Name">The short lower-case name (e.g. <c>lora</c>, <c>dora</c>, <c>vera</c>).</param>
+/// <param name="Description">One line: what the method is, with its paper.</param>
+/// <param name="Create">Creates the method's options with its documented defaults.</param>
+public sealed record AdapterMethod(string Name, string Description, Func<LowRankAdapterOptions> Create);
+
+/// <summary>The adapter methods of the library: PEFT configs are read into them and <c>--method</c> names them (a new
+/// method adds itself here, before the more general methods it specialises, such as LoRA).</summary>
 public static class AdapterMethods
 {
-    /// <summary>Factories of every options class, tried in order by <see cref="LowRankAdapterOptions.FromJson"/>.</summary>
-    public static IReadOnlyList<Func<LowRankAdapterOptions>> All { get; } = new Func<LowRankAdapterOptions>[]
+    /// <summary>Every method, in the order <see cref="LowRankAdapterOptions.FromJson"/> tries them (specific first).</summary>
+    public static IReadOnlyList<AdapterMethod> Methods { get; } = new AdapterMethod[]
     {
-        () => new Lora.LoraOptions(),
+        // New methods go above this line (the more specific a config reader, the earlier).
+        new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
+        new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),
     };
+
+    /// <summary>Factories of every options class, tried in order by <see cref="LowRankAdapterOptions.FromJson"/>.</summary>
+    public static IReadOnlyList<Func<LowRankAdapterOptions>> All { get; } = Methods.Select(m => m.Create).ToArray();
+
+    /// <summary>Creates a method's options by name (case-insensitive).</summary>
+    /// <param name="name">The method's name, e.g. <c>dora</c>.</param>
+    /// <returns>New options with the method's defaults.</returns>
+    /// <exception cref="ArgumentException">No method has that name (the message lists them).</exception>
+    public static LowRankAdapterOptions Create(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        foreach (var m in Methods)
+            if (string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase)) return m.Create();
+        throw new ArgumentException($"unknown adapter method '{name}'; available: {string.Join(", ", Methods.Select(m => m.Name))}", nameof(name));
+    }
+
+    /// <summary>
+    /// Returns a copy of <paramref name="options"/> with settings given by their PEFT config names (the keys of
+    /// <c>adapter_config.json</c>, e.g. <c>r=16</c>, <c>lora_alpha=32</c>, <c>target_modules=["q_proj","v_proj"]</c>).
+    /// A value is read as JSON when it parses (numbers, true/false, lists, null) and as a string otherwise.
+    /// </summary>
+    /// <param name="options">The options to start from (not modified).</param>
+    /// <param name="settings">Config key → value text.</param>
+    /// <returns>The new, validated options.</returns>
+    /// <exception cref="ArgumentException">A key the method's config does not have (the message lists the keys), or a
+    /// value of the wrong type.</exception>
+    public static LowRankAdapterOptions WithSettings(LowRankAdapterOptions options, IEnumerable<KeyValuePair<string, string>> settings)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(settings);
+        var o = new JsonObject();
+        options.WriteJson(o);
+        foreach (var (key, text) in settings)
+        {
+            if (!o.ContainsKey(key))
+                throw new ArgumentException($"the {options.PeftType} config has no setting '{key}'; its settings: {string.Join(", ", o.Select(kv => kv.Key).Where(k => k != "peft_type").Order(StringComparer.Ordinal))}", nameof(settings));
+            JsonNode? value;
+            try { value = JsonNode.Parse(text); }
+            catch (JsonException) { value = JsonValue.Create(text); }
+            o[key] = value;
+        }
+        var copy = options.Clone();
+        // Re-parse so every value is a JSON element (values written from CLR numbers are not readable as double).
+        o = (JsonObject)JsonNode.Parse(o.ToJsonString())!;
+        try { copy.ReadJson(o); }
+        catch (FormatException e) { throw new ArgumentException($"invalid {options.PeftType} setting: {e.Message}", nameof(settings), e); }
+        copy.Validate();
+        return copy;
+    }
 }
 
 /// <summary>PEFT's adapter file names.</summary>

@@ -33,7 +33,9 @@ public sealed class Trainer : IDisposable
     /// <param name="model">The model; its parameters with <c>requires_grad == true</c> are trained (decided now).</param>
     /// <param name="lossFunction">Computes the scalar loss of a batch (a mean over its terms) with the model; the batch
     /// is already on the device of the model's first trainable parameter.</param>
-    /// <param name="options">Settings (copied; default: <see cref="TrainerOptions"/>' defaults).</param>
+    /// <param name="options">Settings (copied; default: <see cref="TrainerOptions"/>' defaults). When the model is a
+    /// <see cref="Adapters.LowRankModel"/>, every adapter whose options implement <see cref="IAdapterTrainingMethod"/>
+    /// adjusts this copy (optimizer, hooks) first.</param>
     /// <exception cref="ArgumentException">The model has no trainable parameter.</exception>
     public Trainer(nn.Module model, Func<Batch, Tensor> lossFunction, TrainerOptions? options = null)
     {
@@ -45,6 +47,10 @@ public sealed class Trainer : IDisposable
         if (_trainable.Count == 0)
             throw new ArgumentException("the model has no parameter with requires_grad = true: nothing to train", nameof(model));
         _device = _trainable[0].Param.device;
+        if (model is Adapters.LowRankModel adapted)
+            foreach (var name in adapted.AdapterNames)
+                if (adapted.PeftConfig[name] is IAdapterTrainingMethod method)
+                    method.ConfigureTraining(new AdapterTrainingSetup(adapted, name, Options, Hooks));
         var groups = ParameterGroups.Build(_trainable.Select(p => (p.Name, p.Param)), Options.LearningRate, Options.WeightDecay, Options.LoraPlusRatio);
         Optimizer = Options.OptimizerFactory?.Invoke(groups, Options)
             ?? optim.AdamW(groups, Options.LearningRate, Options.Beta1, Options.Beta2, Options.Epsilon, Options.WeightDecay);

@@ -9,7 +9,7 @@ using static Microsoft.ML.LowRank.Torch.torch;
 namespace Microsoft.ML.LowRank.Cli;
 
 /// <summary>The <c>lowrank</c> command line.</summary>
-public static class Program
+public static partial class Program
 {
     /// <summary>Entry point.</summary>
     /// <param name="args">Command and options.</param>
@@ -29,6 +29,7 @@ public static class Program
                 "merge" => Merge(args.Skip(1).ToArray()),
                 "finetune" => FineTune(args.Skip(1).ToArray()),
                 "methods" => Methods(args.Skip(1).ToArray()),
+                "compare" => Compare(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -51,6 +52,10 @@ public static class Program
             "           [--rslora] [--set key=value ...]   trainable parameters of a method (see: lowrank methods)\n" +
             "                           trainable and total parameter counts (config.json alone suffices)\n" +
             "  methods                  the adapter methods --method accepts\n" +
+            "  compare [--model <folder>] [--data <file.jsonl|.tsv>] [--methods a,b,c|all] [--rank R] [--epochs N] [--max-steps N]\n" +
+            "          [--lr X] [--batch-size N] [--max-length N] [--test-fraction F] [--seed N] [--output <folder>]\n" +
+            "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
+            "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label)\n" +
             "  merge <model-folder> <adapter-folder> --output <folder>   merge a PEFT-format adapter into a HF model folder\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
             "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +

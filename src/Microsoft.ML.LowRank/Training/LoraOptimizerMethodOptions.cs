@@ -42,14 +42,15 @@ public abstract class LoraOptimizerMethodOptions : LoraOptions, IAdapterTraining
         o[MethodKey] = MethodName;
     }
 
-    /// <summary>Installs the method's optimizer factory (once per trainer, however many adapters use the method; the
-    /// settings of the first adapter configured apply).</summary>
+    /// <summary>Installs the method's optimizer factory when the adapter is active (once per trainer, however many active
+    /// adapters use the method; the settings of the first one apply).</summary>
     /// <param name="setup">The trainer being built.</param>
     /// <exception cref="InvalidOperationException">The trainer already has another optimizer factory (set by the user or by
     /// another method).</exception>
     public void ConfigureTraining(AdapterTrainingSetup setup)
     {
         ArgumentNullException.ThrowIfNull(setup);
+        if (!setup.Model.ActiveAdapters.Contains(setup.AdapterName)) return; // an inactive adapter does not train
         var current = setup.Options.OptimizerFactory;
         if (current?.Target is Installed installed && installed.Method == MethodName) return;
         if (current is not null)

@@ -242,6 +242,28 @@ public class LoraOptimizerMethodTests(ITestOutputHelper output)
         Assert.Contains("OptimizerFactory", e.Message);
     }
 
+    [Fact]
+    public void OnlyTheActiveAdaptersPairsAreOptimizedAndMethodsDoNotMix()
+    {
+        using var scope = NewDisposeScope();
+        using var peft = LowRankModel.Create(PretrainedModel.Load(Repo.Fixture("models", "llama"), dtype: ScalarType.Float32), new LoraProOptions { R = 4 });
+        peft.AddAdapter("other", new LoraProOptions { R = 2 });
+        peft.AddAdapter("inactive_fa", new LoraFaOptions { R = 2 }); // inactive: neither trained nor installing its optimizer
+        peft.SetAdapter("other");
+        using (var trainer = new Trainer(peft, b => Loss(peft, b)))
+        {
+            var opt = Assert.IsType<optim.LoraProOptimizer>(trainer.Optimizer);
+            Assert.Equal(4, opt.pairs.Count);
+            Assert.All(opt.pairs, p => Assert.EndsWith("/other", p.Name));
+            Assert.All(opt.pairs, p => Assert.Equal(2, p.Rank));
+        }
+        // A LoRA-FA adapter next to a LoRA-Pro one (both LoRA configs): the two optimizers cannot both be installed.
+        peft.AddAdapter("fa", new LoraFaOptions { R = 2 });
+        peft.SetAdapter("other", "fa");
+        var e = Assert.Throws<InvalidOperationException>(() => new Trainer(peft, b => Loss(peft, b)));
+        Assert.Contains("lorafa", e.Message);
+    }
+
     [Theory]
     [InlineData("lorafa", 1e-2)]
     [InlineData("lorapro", 1e-2)]

@@ -237,15 +237,21 @@ public class LoraPairOptimizerTests
         using var pa = new nn.Parameter(a.ToTensor());
         using var pb = new nn.Parameter(zeros(new long[] { 5, 3 }, ScalarType.Float64));
         using var opt = optim.LoraPro(new[] { new optim.ParamGroup(new[] { pa, pb }) }, new[] { new optim.LoraPair(pa, pb, 2.0) }, lr: 0.01);
-        for (int step = 0; step < 3; step++)
+        // The first step runs at learning rate 0 (a warmup schedule's first step), so B is still exactly 0 at the second
+        // step, which takes the t > 1 branch: (BᵀB + 1e-8·I)⁺ = 1e8·I then only multiplies exact zeros.
+        for (int step = 0; step < 4; step++)
         {
+            opt.param_groups[0].LearningRate = step == 0 ? 0 : 0.01;
             var g = Mat.Random(rng, 5, 7);
             pa.grad = (Mat.From(pb).T() * g * 2.0).ToTensor();
             pb.grad = (g * Mat.From(pa).T() * 2.0).ToTensor();
             opt.step();
             Assert.True(pa.isfinite().all().item<bool>() && pb.isfinite().all().item<bool>(), $"non-finite factors after step {step + 1}");
+            if (step == 0) Assert.Equal(0.0, pb.abs().max().ToDouble());
+            if (step == 1) Assert.True(pa.equal(a.ToTensor()), "with B = 0 the A update (s·Bᵀ·D adjusted) must be exactly 0");
         }
         Assert.True(pb.abs().max().ToDouble() > 1e-4, "B did not move away from 0");
+        Assert.False(pa.equal(a.ToTensor()), "A never moved");
     }
 
     // ------------------------------------------------------------------ LoRA-RITE

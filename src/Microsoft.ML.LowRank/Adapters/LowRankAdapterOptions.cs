@@ -97,6 +97,13 @@ public abstract class LowRankAdapterOptions
     /// <returns>True when this method can add an adapter to it.</returns>
     protected internal abstract bool IsCompatibleLayer(AdapterLayer layer);
 
+    /// <summary>Whether an adapter parameter of this method trains while its adapter is active and not in inference mode
+    /// (default: every adapter parameter does; LoRA-FA keeps its A factors frozen).</summary>
+    /// <param name="parameterName">The parameter's name inside its adapter module (e.g. "lora_A.default.weight",
+    /// "modules_to_save.default.weight").</param>
+    /// <returns>True when it trains.</returns>
+    protected internal virtual bool IsTrainableParameter(string parameterName) => true;
+
     /// <summary>A copy whose collections can be changed without touching this one.</summary>
     /// <returns>The copy.</returns>
     public LowRankAdapterOptions Clone()
@@ -307,6 +314,9 @@ public static class AdapterMethods
     /// <summary>Every method, in the order <see cref="LowRankAdapterOptions.FromJson"/> tries them (specific first).</summary>
     public static IReadOnlyList<AdapterMethod> Methods { get; } = new AdapterMethod[]
     {
+        new("lorafa", "LoRA-FA: LoRA with A frozen, B trained on its (A·Aᵀ)⁻¹/s²-projected gradient (Zhang et al., 2308.03303)", () => new LoraFa.LoraFaOptions()),
+        new("lorapro", "LoRA-Pro: LoRA steps following Adam on the equivalent full gradient (Wang et al., 2407.18242)", () => new LoraPro.LoraProOptions()),
+        new("lorarite", "LoRA-RITE: transformation-invariant matrix-preconditioned LoRA optimizer (Yen et al., 2410.20625)", () => new LoraRite.LoraRiteOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

@@ -273,7 +273,7 @@ public sealed partial class LowRankModel : nn.Module
             foreach (var a in _active)
             {
                 if (_configs[a].InferenceMode) continue;
-                foreach (var (_, p) in m.AdapterParameters(a)) p.requires_grad = true;
+                foreach (var (n, p) in m.AdapterParameters(a)) p.requires_grad = _configs[a].IsTrainableParameter(n);
             }
     }
 

@@ -130,12 +130,17 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         return w.to_type(ComputeType).MoveToOuterDisposeScope();
     }
 
-    /// <inheritdoc/>
+    /// <summary>x·Ŵᵀ + b in <see cref="ComputeType"/> (an input of another floating type is cast to it and the result cast
+    /// back, as bitsandbytes does with its compute dtype).</summary>
+    /// <param name="input">[..., in].</param>
+    /// <returns>[..., out].</returns>
     public override Tensor forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
         using var scope = NewDisposeScope();
-        return nn.functional.linear(input, Dequantize(), bias).MoveToOuterDisposeScope();
+        var x = input.dtype == ComputeType ? input : input.to_type(ComputeType);
+        var y = nn.functional.linear(x, Dequantize(), bias);
+        return (y.dtype == input.dtype ? y : y.to_type(input.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Bytes of the quantised weight's storage: packed codes, scales, and the double quantisation's scales and

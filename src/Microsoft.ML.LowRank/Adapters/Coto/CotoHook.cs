@@ -104,11 +104,13 @@ public sealed class CotoHook : ITrainingHook, IDisposable
         Apply();
     }
 
-    /// <inheritdoc/>
+    /// <summary>Clears every layer's skip flag (after training every layer is active again) and frees the generator.</summary>
+    /// <param name="context">The training context.</param>
     public void OnTrainEnd(TrainingContext context)
     {
         foreach (var (_, layers) in _groups)
             foreach (var layer in layers) layer.SkipAdaptersInTraining = false;
+        Dispose();
     }
 
     /// <inheritdoc/>

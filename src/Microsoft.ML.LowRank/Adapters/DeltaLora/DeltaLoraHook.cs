@@ -77,8 +77,9 @@ public sealed class DeltaLoraHook : ITrainingHook, IDisposable
         Remember();
     }
 
-    /// <inheritdoc/>
-    public void OnTrainEnd(TrainingContext context) => _writer.Dispose();
+    /// <summary>Frees the previous factors and master copies (training is over; the base weights stay as written).</summary>
+    /// <param name="context">The training context.</param>
+    public void OnTrainEnd(TrainingContext context) => Dispose();
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor>? GetState()

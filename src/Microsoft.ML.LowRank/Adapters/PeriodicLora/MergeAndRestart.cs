@@ -205,8 +205,9 @@ public sealed class MergeAndRestartHook : ITrainingHook, IDisposable
         Unloads++;
     }
 
-    /// <inheritdoc/>
-    public void OnTrainEnd(TrainingContext context) => _writer.Dispose();
+    /// <summary>Frees the hook's tensors and generator (training is over; the base weights stay as written).</summary>
+    /// <param name="context">The training context.</param>
+    public void OnTrainEnd(TrainingContext context) => Dispose();
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor>? GetState()

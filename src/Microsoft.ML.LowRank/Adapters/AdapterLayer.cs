@@ -78,18 +78,21 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
             case Conv1D c:
                 InFeatures = c.in_features;
                 OutFeatures = c.out_features;
-                FanInFanOut = true;
+                break;
+            case QLora.QuantizedLinear q:
+                InFeatures = q.in_features;
+                OutFeatures = q.out_features;
                 break;
             default:
-                throw new NotSupportedException($"a {baseLayer.name} layer cannot be adapted: supported base layers are Linear and GPT-2's Conv1D");
+                throw new NotSupportedException($"a {baseLayer.name} layer cannot be adapted: supported base layers are Linear, GPT-2's Conv1D and QuantizedLinear (NF4)");
         }
         register_module("base_layer", baseLayer);
     }
 
-    /// <summary>Whether a module can be wrapped by an adapter layer (Linear or Conv1D).</summary>
+    /// <summary>Whether a module can be wrapped by an adapter layer (Linear, Conv1D, or an NF4 <see cref="QLora.QuantizedLinear"/>).</summary>
     /// <param name="module">The module.</param>
     /// <returns>True when supported.</returns>
-    public static bool IsSupportedBaseLayer(nn.Module module) => module is Linear or Conv1D;
+    public static bool IsSupportedBaseLayer(nn.Module module) => module is Linear or Conv1D or QLora.QuantizedLinear;
 
     /// <summary>The wrapped base layer.</summary>
     public nn.Module<Tensor, Tensor> BaseLayer => (nn.Module<Tensor, Tensor>)get_submodule("base_layer");
@@ -101,7 +104,7 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     public long OutFeatures { get; }
 
     /// <summary>True when the base weight is stored [in, out] (GPT-2's Conv1D; PEFT's <c>fan_in_fan_out</c>).</summary>
-    public bool FanInFanOut { get; }
+    public bool FanInFanOut => BaseLayer is Conv1D;
 
     /// <summary>The base weight as stored ([out, in] for Linear, [in, out] for Conv1D).</summary>
     public nn.Parameter BaseWeight => BaseLayer.get_parameter("weight");
@@ -109,8 +112,12 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     /// <summary>The base bias, or null.</summary>
     public nn.Parameter? BaseBias => BaseLayer.named_parameters(false).Where(p => p.name == "bias").Select(p => p.parameter).FirstOrDefault();
 
+    /// <summary>The floating-point type the base layer computes in: its weight's type, or for an NF4
+    /// <see cref="QLora.QuantizedLinear"/> (whose <see cref="BaseWeight"/> holds packed 4-bit codes) the type it dequantises to.</summary>
+    public ScalarType BaseType => BaseLayer is QLora.QuantizedLinear q ? q.ComputeType : BaseWeight.dtype;
+
     /// <summary>The type merges are computed in: float64 for a float64 base, else float32.</summary>
-    protected ScalarType MergeType => BaseWeight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+    protected ScalarType MergeType => BaseType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     // ------------------------------------------------------------------ adapters
 
@@ -144,6 +151,11 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
 
     /// <inheritdoc/>
     public IReadOnlyList<string>? MixedBatchAdapterNames { get; set; }
+
+    /// <summary>When true and the layer is in training mode, forward is the base layer's alone: the adapters are skipped
+    /// and their weights get no gradient. Evaluation mode is unaffected (every active adapter runs). Set by layer-drop
+    /// schedules such as CoTo (<see cref="Coto.CotoOptions"/>). Default false.</summary>
+    public bool SkipAdaptersInTraining { get; set; }
 
     /// <summary>The adapters currently merged into the base weight, in merge order.</summary>
     public IReadOnlyList<string> MergedAdapters => _merged;
@@ -229,6 +241,8 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     {
         var names = (adapterNames ?? _active).Where(n => _adapters.Contains(n) && !_merged.Contains(n)).Distinct().ToList();
         if (names.Count == 0) return;
+        if (BaseLayer is QLora.QuantizedLinear)
+            throw new InvalidOperationException("merging into a 4-bit NF4 base weight would re-quantise it (lossy), so it is not done: call QLoraOptions.DequantizeBase on the model first (the merge is then exact over the dequantised weights)");
         if (!CanMergeExactly) throw new InvalidOperationException($"{name} adapters cannot be merged exactly");
         using var scope = NewDisposeScope();
         using var ng = no_grad();
@@ -326,6 +340,8 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
             if (Merged) Unmerge();
             result = BaseLayer.call(input);
         }
+        else if (SkipAdaptersInTraining && training && !Merged)
+            result = BaseLayer.call(input);
         else if (rowAdapterNames is not null)
             result = MixedBatchForward(input, rowAdapterNames);
         else if (Merged)

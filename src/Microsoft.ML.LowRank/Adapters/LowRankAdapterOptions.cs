@@ -317,6 +317,11 @@ public static class AdapterMethods
         new("lorafa", "LoRA-FA: LoRA with A frozen, B trained on its (A·Aᵀ)⁻¹/s²-projected gradient (Zhang et al., 2308.03303)", () => new LoraFa.LoraFaOptions()),
         new("lorapro", "LoRA-Pro: LoRA steps following Adam on the equivalent full gradient (Wang et al., 2407.18242)", () => new LoraPro.LoraProOptions()),
         new("lorarite", "LoRA-RITE: transformation-invariant matrix-preconditioned LoRA optimizer (Yen et al., 2410.20625)", () => new LoraRite.LoraRiteOptions()),
+        new("plora", "PeriodicLoRA: LoRA unloaded into the base and restarted every stage (Meng et al., 2402.16141)", () => new PeriodicLora.PeriodicLoraOptions()),
+        new("cola", "COLA, Chain of LoRA: LoRA links merged into the base one after another (Xia et al., 2401.04151)", () => new Cola.ColaOptions()),
+        new("deltalora", "Delta-LoRA: LoRA whose per-step change lambda·s·d(B·A) also updates W (Zi et al., 2309.02411)", () => new DeltaLora.DeltaLoraOptions()),
+        new("coto", "CoTo/CopRA: LoRA with progressive random layer activation (Zhuang et al., 2410.22911, 2506.05713)", () => new Coto.CotoOptions()),
+        new("qlora", "QLoRA: LoRA over NF4 4-bit base weights with double quantisation (Dettmers et al., 2305.14314)", () => new QLora.QLoraOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

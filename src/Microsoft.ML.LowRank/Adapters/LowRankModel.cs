@@ -454,14 +454,16 @@ public sealed partial class LowRankModel : nn.Module
 
     // ------------------------------------------------------------------ parameter accounting
 
-    /// <summary>Trainable and total parameter counts (shared parameters once; works on the meta device).</summary>
+    /// <summary>Trainable and total parameter counts (shared parameters once; works on the meta device). A packed 4-bit
+    /// weight (a uint8 parameter of <see cref="QLora.QuantizedLinear"/>) counts two parameters per byte, as PEFT counts
+    /// bitsandbytes' Params4bit.</summary>
     /// <returns>(trainable, all).</returns>
     public (long trainable, long all) GetNbTrainableParameters()
     {
         long t = 0, all = 0;
         foreach (var p in parameters())
         {
-            var n = p.numel();
+            var n = p.dtype == ScalarType.Byte ? 2 * p.numel() : p.numel();
             all += n;
             if (p.requires_grad) t += n;
         }

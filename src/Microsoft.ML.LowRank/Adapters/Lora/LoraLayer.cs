@@ -90,7 +90,7 @@ public sealed class LoraLayer : AdapterLayer
         var w = BaseWeight;
         var device = w.device;
         var meta = device.type == DeviceType.META;
-        var dtype = context.AdapterType(w.dtype);
+        var dtype = context.AdapterType(BaseType);
         var a = new Linear(InFeatures, r, false, device, dtype);
         var b = new Linear(r, OutFeatures, false, device, dtype);
         _hp[adapterName] = (r, alpha, useRsLora, LoraOptions.Scaling(r, alpha, useRsLora));
@@ -135,6 +135,8 @@ public sealed class LoraLayer : AdapterLayer
             case LoraInitialization.PiSSA:
             case LoraInitialization.OLoRA:
                 {
+                    if (BaseLayer is QLora.QuantizedLinear)
+                        throw new NotSupportedException($"{init} rewrites the base weight, which an NF4-quantised base cannot hold exactly; use the default or gaussian init");
                     var k = Math.Min(InFeatures, OutFeatures);
                     if (r > k) throw new ArgumentException($"{init} needs r <= min(in, out) = {k}, got r = {r}");
                     var ct = MergeType;

@@ -271,6 +271,32 @@ public class AdaLoraTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AllocatorStateRoundTripsForResume()
+    {
+        using var scope = NewDisposeScope();
+        var f = new AdapterFixture("llama");
+        using var a = LowRankModel.Create(f.LoadModel(), new AdaLoraOptions { InitR = 4, TargetR = 2, TotalStep = 10, TFinal = 2 });
+        AdapterInvariants.Perturb(a, seed: 2);
+        a.forward(f.Inputs()).Loss!.backward();
+        var alloc = new AdaLoraRankAllocator(a, "default");
+        Assert.NotNull(alloc.UpdateAndAllocate(4));
+        var state = alloc.GetState()!;
+        using var b = LowRankModel.Create(f.LoadModel(), new AdaLoraOptions { InitR = 4, TargetR = 2, TotalStep = 10, TFinal = 2 });
+        AdapterInvariants.Perturb(b, seed: 3); // every E non-zero
+        var restored = new AdaLoraRankAllocator(b, "default");
+        restored.SetState(state);
+        Assert.Equal(alloc.KeptTriplets, restored.KeptTriplets);
+        var pa = ((AdaLoraOptions)a.PeftConfig["default"]).RankPattern;
+        var pb = ((AdaLoraOptions)b.PeftConfig["default"]).RankPattern;
+        Assert.Equal(pa.Keys.Order(), pb.Keys.Order());
+        foreach (var (k, v) in pa) Assert.Equal(v, pb[k]);
+        foreach (var m in alloc.ModuleNames) Assert.Equal(alloc.TripletScores(m).ToDoubleArray(), restored.TripletScores(m).ToDoubleArray());
+        // In the final phase the restored pattern is what gets re-applied.
+        restored.UpdateAndAllocate(9);
+        Assert.Equal(alloc.KeptTriplets, b.AdapterLayers().Sum(l => ((AdaLoraLayer)l.layer).LoraE("default").ToDoubleArray().Count(v => v != 0)));
+    }
+
+    [Fact]
     public void TotalStepMustBeExactAndTheScheduleMustHaveABudgetingPhase()
     {
         using var scope = NewDisposeScope();

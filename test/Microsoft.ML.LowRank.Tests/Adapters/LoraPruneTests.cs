@@ -319,6 +319,12 @@ public class LoraPruneTests(ITestOutputHelper output)
             }
         }
         Assert.Equal(0.5, pruner.PrunedFraction, 3);
+
+        // A non-finite gradient skips the whole update (the reference's NaN guard).
+        var snapshot = groups.ToDictionary(g => g.Name, g => pruner.Scores(g.Name));
+        using (no_grad()) layers.Values.First().LoraA("default").weight.grad!.fill_(double.NaN);
+        Assert.False(pruner.UpdateImportance());
+        foreach (var g in groups) Assert.Equal(snapshot[g.Name], pruner.Scores(g.Name));
     }
 
     [Theory, MemberData(nameof(Fixtures))]

@@ -12,8 +12,8 @@ namespace Microsoft.ML.LowRank.Adapters.LoraPrune;
 /// <item>Importance of a group (a block's attention or MLP, <see cref="PruneStructure"/>): for each adapted member,
 /// the element importance |Ĝ ⊙ (s·B·A + W₀)| with Ĝ = g_B·A + B·g_A − g_B·g_A (LoRA gradients, no s) is summed over
 /// each output row (over each input column for o/down projections) and over the rows of each unit, then divided by
-/// (its L2 norm + 1e-8); the members' vectors are added. S ← m·S + (1 − m)·S_new, skipped when any group's S_new has a
-/// NaN.</item>
+/// (its L2 norm + 1e-8); the members' vectors are added. S ← m·S + (1 − m)·S_new, skipped when any group's S_new is not
+/// finite.</item>
 /// <item>Schedule: at 0-based step t of T the target fraction is <see cref="LoraPruneOptions.ScheduledRatio"/>; on steps
 /// with t % prune_freq = 0 and a fraction above init_ratio, and at the last step with the final ratio, every prunable
 /// group not yet at the target prunes its ⌊U·fraction⌋ lowest-importance units (units pruned before stay pruned).</item>
@@ -155,13 +155,14 @@ public sealed class LoraPruner : ITrainingHook
     }
 
     /// <summary>Updates the smoothed importance: S ← m·S + (1 − m)·S_new (S starts at 0); nothing changes when any
-    /// group's S_new is not finite.</summary>
+    /// group's S_new is not finite (the reference checks for NaN; an infinite score is skipped too).</summary>
     /// <returns>Whether the update was applied.</returns>
     public bool UpdateImportance()
     {
         using var scope = NewDisposeScope();
         var fresh = ComputeImportance();
-        if (fresh.Values.Any(t => t.isnan().any().item<bool>())) return false;
+        // One device sync for the whole check.
+        if (fresh.Count > 0 && cat(fresh.Values.Select(t => t.isfinite().all().reshape(1)).ToArray(), 0).all().logical_not().item<bool>()) return false;
         double m = Options.SensitivityMomentum;
         foreach (var g in _groups)
         {

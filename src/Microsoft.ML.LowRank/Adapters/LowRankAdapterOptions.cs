@@ -307,8 +307,8 @@ public static class AdapterMethods
     /// <summary>Every method, in the order <see cref="LowRankAdapterOptions.FromJson"/> tries them (specific first).</summary>
     public static IReadOnlyList<AdapterMethod> Methods { get; } = new AdapterMethod[]
     {
-        new("adalora", "AdaLoRA: SVD-shaped P·diag(E)·Q with importance-driven rank allocation to a cubic budget (Zhang et al., 2303.10512)", () => new AdaLora.AdaLoraOptions()),
         new("loradrop", "LoRA-drop: LoRA kept on the layers whose output ||dW x||^2 matters, one shared LoRA per module type elsewhere (Zhou et al., 2402.07721)", () => new LoraDrop.LoraDropOptions()),
+        new("adalora", "AdaLoRA: SVD-shaped P·diag(E)·Q with importance-driven rank allocation to a cubic budget (Zhang et al., 2303.10512)", () => new AdaLora.AdaLoraOptions()),
         new("loraprune", "LoRAPrune: LoRA plus structured pruning of heads and MLP channels by LoRA-gradient importance (Zhang et al., 2305.18403)", () => new LoraPrune.LoraPruneOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),

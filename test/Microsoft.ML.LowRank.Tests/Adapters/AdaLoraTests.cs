@@ -185,6 +185,7 @@ public class AdaLoraTests(ITestOutputHelper output)
                 Assert.Equal(rInit, layer.RankNum("default"));
             }
             Assert.Equal(bT, reloaded.AdapterLayers().Sum(l => ((AdaLoraLayer)l.layer).Rank("default")));
+            Assert.Contains("holds pruned ranks", Assert.Throws<NotSupportedException>(() => new AdaLoraRankAllocator(reloaded, "default")).Message);
             // The dropped triplets are exact zeros in the trained model; without them the float32 matmuls sum fewer terms,
             // so outputs agree to rounding (measured max relative difference ~1e-6), not bit for bit.
             AdapterInvariants.AssertClose(expectedLogits.Select(v => (double)v).ToList(), f.Logits(reloaded).Select(v => (double)v).ToList(), 1e-5, "AdaLoRA reloaded at pruned ranks");

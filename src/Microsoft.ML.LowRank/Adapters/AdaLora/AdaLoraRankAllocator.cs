@@ -42,6 +42,8 @@ public sealed class AdaLoraRankAllocator : ITrainingHook
         _layers = model.AdapterLayers().Where(l => l.layer is AdaLoraLayer a && a.HasAdapter(adapterName))
             .Select(l => (l.name, (AdaLoraLayer)l.layer)).ToList();
         if (_layers.Count == 0) throw new ArgumentException($"adapter '{adapterName}' has no AdaLoRA layer", nameof(adapterName));
+        if (_layers.FirstOrDefault(l => l.layer.Rank(adapterName) != l.layer.RankNum(adapterName)) is { layer: not null } shrunk)
+            throw new NotSupportedException($"AdaLoRA adapter '{adapterName}' holds pruned ranks ({shrunk.path}: {shrunk.layer.Rank(adapterName)} of r_init {shrunk.layer.RankNum(adapterName)}), as loaded from a saved rank pattern; the rank allocator needs every matrix at r_init, so such an adapter cannot be trained with budget allocation again");
         InitialBudget = _layers.Sum(l => l.layer.Rank(adapterName));
         TargetBudget = Options.TargetR * _layers.Count;
         if (TargetBudget > InitialBudget)

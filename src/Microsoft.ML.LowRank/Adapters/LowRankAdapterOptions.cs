@@ -322,6 +322,9 @@ public static class AdapterMethods
         new("deltalora", "Delta-LoRA: LoRA whose per-step change lambda·s·d(B·A) also updates W (Zi et al., 2309.02411)", () => new DeltaLora.DeltaLoraOptions()),
         new("coto", "CoTo/CopRA: LoRA with progressive random layer activation (Zhuang et al., 2410.22911, 2506.05713)", () => new Coto.CotoOptions()),
         new("qlora", "QLoRA: LoRA over NF4 4-bit base weights with double quantisation (Dettmers et al., 2305.14314)", () => new QLora.QLoraOptions()),
+        new("loradrop", "LoRA-drop: LoRA kept on the layers whose output ||dW x||^2 matters, one shared LoRA per module type elsewhere (Zhou et al., 2402.07721)", () => new LoraDrop.LoraDropOptions()),
+        new("adalora", "AdaLoRA: SVD-shaped P·diag(E)·Q with importance-driven rank allocation to a cubic budget (Zhang et al., 2303.10512)", () => new AdaLora.AdaLoraOptions()),
+        new("loraprune", "LoRAPrune: LoRA plus structured pruning of heads and MLP channels by LoRA-gradient importance (Zhang et al., 2305.18403)", () => new LoraPrune.LoraPruneOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

@@ -315,6 +315,8 @@ public sealed class Trainer : IDisposable
             using (NewDisposeScope())
             {
                 var loss = _loss(batch) ?? throw new TrainingException("the loss function returned null", stepNo, _state.Epoch);
+                foreach (var h in Hooks)
+                    if (h.AdditionalLoss(ctx) is { } extra) loss = loss + extra;
                 if (loss.numel() != 1)
                     throw new TrainingException($"the loss function must return a scalar, got shape [{string.Join(", ", loss.shape)}]", stepNo, _state.Epoch);
                 if (!loss.requires_grad)

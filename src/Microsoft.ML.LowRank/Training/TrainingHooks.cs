@@ -81,6 +81,13 @@ public interface ITrainingHook
     /// <param name="context">The training context.</param>
     void BeforeStep(TrainingContext context) { }
 
+    /// <summary>A term added to the loss of every training micro-batch before its backward pass (e.g. AdaLoRA's
+    /// orthogonality regulariser), or null (the default) for none. It must be a scalar computed from the trainable
+    /// parameters; the step loss the trainer reports includes it. Validation losses do not.</summary>
+    /// <param name="context">The training context.</param>
+    /// <returns>The scalar term, or null.</returns>
+    Tensor? AdditionalLoss(TrainingContext context) => null;
+
     /// <summary>After the backward pass of the last micro-batch of a step, before gradient clipping.</summary>
     /// <param name="context">The training context.</param>
     void AfterBackward(TrainingContext context) { }

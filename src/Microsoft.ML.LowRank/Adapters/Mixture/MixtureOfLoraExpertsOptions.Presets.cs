@@ -394,7 +394,7 @@ public sealed partial class MixtureOfLoraExpertsOptions
     /// <summary>Every preset, in registry order: name, paper, description, factory with the paper's defaults.</summary>
     public static IReadOnlyList<MixturePreset> Presets { get; } = new MixturePreset[]
     {
-        new("molora", "general mixture of LoRA experts (methods.md §7.1)", "per-Linear LoRA experts, token router, softmax top-2; every knob settable", () => new MixtureOfLoraExpertsOptions()),
+        new("molora", "general mixture of LoRA experts (methods.md §7.1)", "per-Linear LoRA experts, token router, softmax top-2; every knob settable", () => new MixtureOfLoraExpertsOptions { Preset = "molora" }),
         new("mixlora", "MixLoRA, arXiv 2404.15159", "FFN experts (LoRA on gate/up/down), top-2, Mixtral load balance; attention LoRA", () => MixLoRA()),
         new("mixlora-dynamic", "MixLoRA (MoE-PEFT mixlora-dynamic)", "MixLoRA with top-p 0.8 routing", () => MixLoRADynamic()),
         new("mixlora-switch", "MixLoRA (MoE-PEFT mixlora-switch)", "MixLoRA with switch top-1, capacity 32, z-loss", () => MixLoRASwitch()),

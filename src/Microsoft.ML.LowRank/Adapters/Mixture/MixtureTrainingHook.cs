@@ -92,7 +92,7 @@ internal sealed class RouterStatisticsWindow
 /// </summary>
 internal sealed class MixtureTrainingHook : ITrainingHook
 {
-    private readonly LowRankModel _model;
+    private readonly LowRankModel? _model;
     private readonly string _adapter;
     private readonly MixtureOfLoraExpertsOptions _options;
     private readonly RouterStatisticsWindow _window = new();
@@ -105,13 +105,21 @@ internal sealed class MixtureTrainingHook : ITrainingHook
         _options = options;
     }
 
+    /// <summary>A hook over an explicit runtime (layers used outside a <see cref="LowRankModel"/>).</summary>
+    internal MixtureTrainingHook(MixtureRuntime runtime, string adapter, MixtureOfLoraExpertsOptions options)
+    {
+        _runtime = runtime;
+        _adapter = adapter;
+        _options = options;
+    }
+
     /// <summary>Router statistics since the last step report.</summary>
     public MixtureRouterStatistics Statistics => _window.Snapshot();
 
     public void OnTrainBegin(TrainingContext context)
     {
-        _runtime = MixtureRuntime.Of(_model);
-        _runtime.RecordingCount++;
+        if (_model is not null) _runtime = MixtureRuntime.Of(_model);
+        _runtime!.RecordingCount++;
         _runtime.Clear(_adapter);
     }
 

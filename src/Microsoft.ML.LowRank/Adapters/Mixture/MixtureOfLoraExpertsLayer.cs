@@ -83,6 +83,9 @@ internal sealed class ExpertState
 /// </remarks>
 public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockOverride
 {
+    [ThreadStatic]
+    private static int t_blockDepth;
+
     private readonly Dictionary<string, ExpertState> _states = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ExpertRouter> _sharedRouters = new(StringComparer.Ordinal);
 
@@ -404,7 +407,16 @@ public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockO
         var result = BaseLayer.call(x);
         foreach (var a in adapterNames)
         {
-            if (!_states.TryGetValue(a, out var st) || FeedForwardRoles.IsFeedForward(st.Role)) continue;
+            if (!_states.TryGetValue(a, out var st)) continue;
+            if (FeedForwardRoles.IsFeedForward(st.Role))
+            {
+                // FFN experts act through their block (computed by the block's first projection); reaching a projection on
+                // its own means the block has no such host for this adapter.
+                if (t_blockDepth == 0)
+                    throw new InvalidOperationException($"adapter '{a}' has FFN experts on {st.Path}, which only work through their feed-forward block: " +
+                        "target the block's first projection too (gate_proj, or c_fc for GPT-2), which holds the block's router");
+                continue;
+            }
             var d = Delta(x, a, st);
             result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
         }
@@ -749,6 +761,13 @@ public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockO
         if (MixedBatchAdapterNames is not null)
             throw new NotSupportedException("mixed-adapter batches are not supported for adapters whose experts span feed-forward blocks");
         using var scope = NewDisposeScope();
+        t_blockDepth++;
+        try { return ForwardBlockCore(block, x, ffn).MoveToOuterDisposeScope(); }
+        finally { t_blockDepth--; }
+    }
+
+    private Tensor ForwardBlockCore(IFeedForwardBlock block, Tensor x, List<string> ffn)
+    {
         var gateM = block.GateProjectionName is { } gn ? block.Projection(gn) : null;
         var upM = block.Projection(block.UpProjectionName);
         var downM = block.Projection(block.DownProjectionName);
@@ -824,7 +843,7 @@ public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockO
         }
         var outShape = shape.ToArray();
         outShape[^1] = y.size(1);
-        return y.view(outShape).MoveToOuterDisposeScope();
+        return y.view(outShape);
     }
 
     /// <summary>δ_e(x) = s_e·B_e·A_e·dropout(x) of one expert of this layer, in the given type.</summary>

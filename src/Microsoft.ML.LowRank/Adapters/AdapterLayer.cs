@@ -193,7 +193,10 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     }
 
     /// <inheritdoc/>
-    public IEnumerable<(string name, nn.Parameter parameter)> AdapterParameters(string adapterName)
+    /// <remarks>These are the parameters <see cref="LowRankModel"/> makes trainable for an active adapter; a method whose
+    /// adapter holds frozen weights (e.g. already-trained experts under a trainable gate) overrides this and keeps them
+    /// out while <see cref="AdapterStateDict"/> still saves them.</remarks>
+    public virtual IEnumerable<(string name, nn.Parameter parameter)> AdapterParameters(string adapterName)
     {
         foreach (var (n, p) in named_parameters())
             if (BelongsTo(n, adapterName)) yield return (n, p);

@@ -80,6 +80,11 @@ public abstract class LowRankAdapterOptions
         _ => null,
     };
 
+    /// <summary>Adjusts these (already copied) options to the model they are about to be injected into, before target
+    /// modules are resolved (e.g. settings that depend on the number of blocks). Default: nothing.</summary>
+    /// <param name="model">The model.</param>
+    protected internal virtual void PrepareForModel(Models.PretrainedModel model) { }
+
     /// <summary>Wraps a base layer (Linear or GPT-2 Conv1D) in this method's adapter layer, with no adapter yet.</summary>
     /// <param name="baseLayer">The frozen base layer.</param>
     /// <returns>The adapter layer.</returns>
@@ -325,6 +330,29 @@ public static class AdapterMethods
         new("loradrop", "LoRA-drop: LoRA kept on the layers whose output ||dW x||^2 matters, one shared LoRA per module type elsewhere (Zhou et al., 2402.07721)", () => new LoraDrop.LoraDropOptions()),
         new("adalora", "AdaLoRA: SVD-shaped P·diag(E)·Q with importance-driven rank allocation to a cubic budget (Zhang et al., 2303.10512)", () => new AdaLora.AdaLoraOptions()),
         new("loraprune", "LoRAPrune: LoRA plus structured pruning of heads and MLP channels by LoRA-gradient importance (Zhang et al., 2305.18403)", () => new LoraPrune.LoraPruneOptions()),
+        new("molora", Mixture.MixtureOfLoraExpertsOptions.Describe("molora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("molora")),
+        new("mixlora", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora")),
+        new("mixlora-dynamic", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora-dynamic"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora-dynamic")),
+        new("mixlora-switch", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora-switch"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora-switch")),
+        new("loramoe", Mixture.MixtureOfLoraExpertsOptions.Describe("loramoe"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("loramoe")),
+        new("mola", Mixture.MixtureOfLoraExpertsOptions.Describe("mola"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola")),
+        new("mola-8642", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-8642"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-8642")),
+        new("mola-3773", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-3773"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-3773")),
+        new("mola-5555", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-5555"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-5555")),
+        new("moelora", Mixture.MixtureOfLoraExpertsOptions.Describe("moelora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moelora")),
+        new("mmoelora", Mixture.MixtureOfLoraExpertsOptions.Describe("mmoelora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mmoelora")),
+        new("moa", Mixture.MixtureOfLoraExpertsOptions.Describe("moa"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moa")),
+        new("moral", Mixture.MixtureOfLoraExpertsOptions.Describe("moral"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moral")),
+        new("pesc", Mixture.MixtureOfLoraExpertsOptions.Describe("pesc"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("pesc")),
+        new("adamix", Mixture.MixtureOfLoraExpertsOptions.Describe("adamix"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("adamix")),
+        new("sira", Mixture.MixtureOfLoraExpertsOptions.Describe("sira"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("sira")),
+        new("mocle", Mixture.MixtureOfLoraExpertsOptions.Describe("mocle"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mocle")),
+        new("octavius", Mixture.MixtureOfLoraExpertsOptions.Describe("octavius"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("octavius")),
+        new("llava-mole", Mixture.MixtureOfLoraExpertsOptions.Describe("llava-mole"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("llava-mole")),
+        new("mole", Mixture.MixtureOfLoraExpertsOptions.Describe("mole"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mole")),
+        new("poly", Mixture.MixtureOfLoraExpertsOptions.Describe("poly"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("poly")),
+        new("mlore", Mixture.MixtureOfLoraExpertsOptions.Describe("mlore"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mlore")),
+        new("mosa", Mixture.MixtureOfLoraExpertsOptions.Describe("mosa"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mosa")),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

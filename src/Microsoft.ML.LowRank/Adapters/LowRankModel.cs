@@ -93,6 +93,7 @@ public sealed partial class LowRankModel : nn.Module
             throw new ArgumentException($"cannot combine adapters of different methods: this model holds {PeftType} adapters, not {options.PeftType}");
         var opts = options.Clone();
         opts.Validate();
+        opts.PrepareForModel(Model);
         opts.TaskType ??= TaskTypeOf(Model.Task);
         opts.TargetModules ??= opts.DefaultTargetModules(Model.Config.ModelType)
             ?? throw new ArgumentException($"no default target modules for model type '{Model.Config.ModelType}': set TargetModules. {TargetMatcher.Available(TargetMatcher.Candidates(Model))}");

@@ -20,7 +20,7 @@ namespace Microsoft.ML.LowRank.Adapters.AdaLora;
 /// </list>
 /// In a <see cref="Trainer"/> it runs in <see cref="ITrainingHook.AfterOptimizerStep"/> (after optimizer.step, before the
 /// gradients are cleared: post-step θ times the step's clipped, accumulated gradient) with t = the 1-based number of
-/// completed optimizer steps, and adds the regulariser through <see cref="ITrainingHook.AdditionalLoss"/>.
+/// completed optimizer steps, and adds the regulariser through <see cref="ITrainingHook.AuxiliaryLoss"/>.
 /// </summary>
 public sealed class AdaLoraRankAllocator : ITrainingHook
 {
@@ -254,7 +254,7 @@ public sealed class AdaLoraRankAllocator : ITrainingHook
     /// <summary>The weighted regulariser, or null when its weight is 0.</summary>
     /// <param name="context">The training context.</param>
     /// <returns>orth_reg_weight × R.</returns>
-    public Tensor? AdditionalLoss(TrainingContext context) => Options.OrthRegWeight > 0 ? OrthogonalRegularization() * Options.OrthRegWeight : null;
+    public Tensor? AuxiliaryLoss(TrainingContext context) => Options.OrthRegWeight > 0 ? OrthogonalRegularization() * Options.OrthRegWeight : null;
 
     /// <summary>Runs <see cref="UpdateAndAllocate"/> with the 1-based number of the step just taken.</summary>
     /// <param name="context">The training context.</param>

@@ -97,6 +97,18 @@ public abstract class LowRankAdapterOptions
     /// <returns>True when this method can add an adapter to it.</returns>
     protected internal abstract bool IsCompatibleLayer(AdapterLayer layer);
 
+    /// <summary>
+    /// Called once by <see cref="LowRankModel"/> before it creates this adapter's layers (PEFT's
+    /// <c>_pre_injection_hook</c>), with every module the target rules select (in model order; existing adapter layers
+    /// included). A method whose adapters share tensors across layers (VeRA's projections) creates them here and
+    /// registers them with <see cref="LowRankModel.RegisterSharedModule"/>. Default: nothing.
+    /// </summary>
+    /// <param name="model">The model being adapted.</param>
+    /// <param name="adapterName">The adapter's name.</param>
+    /// <param name="targets">The selected modules with their names.</param>
+    /// <param name="context">How weights are created (when loading, <see cref="AdapterCreationContext.Initialize"/> is false).</param>
+    protected internal virtual void PrepareInjection(LowRankModel model, string adapterName, IReadOnlyList<(string name, torch.nn.Module module)> targets, AdapterCreationContext context) { }
+
     /// <summary>A copy whose collections can be changed without touching this one.</summary>
     /// <returns>The copy.</returns>
     public LowRankAdapterOptions Clone()

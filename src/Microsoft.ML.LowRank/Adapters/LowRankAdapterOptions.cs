@@ -321,6 +321,7 @@ public static class AdapterMethods
     {
         new("dora", "DoRA: m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row, trainable magnitude m (Liu et al., 2402.09353)", () => new Dora.DoraOptions()),
         new("vera", "VeRA: shared frozen random A, B; per layer only λ_b ⊙ B·(λ_d ⊙ A) trains (Kopiczko et al., 2310.11454)", () => new Vera.VeraOptions()),
+        new("reslora", "ResLoRA: LoRA with residual shortcuts between same-name layers, is/bs/ms (Shi et al., 2402.18039)", () => new ResLora.ResLoraOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

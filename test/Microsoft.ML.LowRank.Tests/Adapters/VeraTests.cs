@@ -345,7 +345,7 @@ public class VeraTests(ITestOutputHelper output)
     }
 }
 
-/// <summary>VeRA tests that use process-wide state (console, trainer seeds).</summary>
+/// <summary>VeRA tests that use process-wide state (console, trainer seeds, the live tensor count; the leak test covers DoRA too).</summary>
 [Collection(SerialCollection.Name)]
 public class VeraSerialTests(ITestOutputHelper output)
 {
@@ -358,6 +358,42 @@ public class VeraSerialTests(ITestOutputHelper output)
         const int r = 16;
         long expected = ReparamTestSupport.DefaultTargetShapes(fixture).Sum(t => t.outF + r) + ReparamTestSupport.HeadParameters(fixture);
         Assert.Equal(expected, ReparamTestSupport.CliTrainable(fixture, "--method", "vera", "--rank", "16"));
+    }
+
+    [Fact]
+    public void DoraAndVeraTrainMergeSaveLoadDeleteCyclesLeaveTheLiveCountUnchanged()
+    {
+        var f = new AdapterFixture("gpt2");
+        var dir = Directory.CreateTempSubdirectory("lowrank-leak-").FullName;
+        try
+        {
+            using var dora = LowRankModel.Create(f.LoadModel(), new Microsoft.ML.LowRank.Adapters.Dora.DoraOptions { R = 2, LoraDropout = 0.1 });
+            using var vera = LowRankModel.Create(f.LoadModel(), new VeraOptions { R = 8, VeraDropout = 0.1 });
+            void Cycle()
+            {
+                using var scope = NewDisposeScope();
+                foreach (var (lm, extra) in new[] { (dora, (LowRankAdapterOptions)new Microsoft.ML.LowRank.Adapters.Dora.DoraOptions { R = 3 }), (vera, new VeraOptions { R = 4 }) })
+                {
+                    lm.train();
+                    lm.forward(f.Inputs()).Loss!.backward();
+                    lm.zero_grad();
+                    lm.eval();
+                    lm.Merge();
+                    _ = f.Logits(lm);
+                    lm.Unmerge();
+                    lm.AddAdapter("extra", extra);
+                    _ = f.Logits(lm, new[] { "extra", "default" });
+                    lm.Save(dir);
+                    using (var again = LowRankModel.Load(f.LoadModel(), dir)) _ = f.Logits(again);
+                    lm.DeleteAdapter("extra");
+                }
+            }
+            Cycle();
+            var before = LiveTensors.Count();
+            for (int i = 0; i < 3; i++) Cycle();
+            Assert.Equal(before, LiveTensors.Count());
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     [Fact]

@@ -588,6 +588,40 @@ public class ResLoraSerialTests(ITestOutputHelper output)
         Assert.Equal(before, LiveTensors.Count());
     }
 
+    [Fact]
+    public void CliMergeNeedsApproximateAndThenEqualsTheLibrarysApproximateMerge()
+    {
+        using var scope = NewDisposeScope();
+        var src = Repo.Fixture("models", "llama");
+        var adapterDir = Directory.CreateTempSubdirectory("lowrank-reslora-").FullName;
+        var outDir = Path.Combine(Directory.CreateTempSubdirectory("lowrank-reslora-").FullName, "merged");
+        var ids = tensor(new long[] { 5, 9, 33, 2, 71 }, new long[] { 1, 5 });
+        float[] expected;
+        using (var lm = LowRankModel.Create(PretrainedModel.Load(src), new ResLoraOptions { R = 4, TargetModules = ModuleSelector.AllLinear }))
+        {
+            AdapterInvariants.Perturb(lm, seed: 3);
+            // Training-mode passes fill the norm windows (saved with the adapter), so α is not trivial.
+            lm.train();
+            using (no_grad())
+                for (int i = 0; i < 3; i++) _ = lm.forward(new ModelInputs { InputIds = tensor(new long[] { 7 + i, 11, 3, 40 - i }, new long[] { 1, 4 }) });
+            lm.eval();
+            lm.Save(adapterDir);
+            foreach (var (_, l) in lm.AdapterLayers()) l.AllowApproximateMerge = true;
+            lm.Merge();
+            using var ng = no_grad();
+            expected = lm.forward(new ModelInputs { InputIds = ids }).Logits!.ToArray<float>();
+        }
+        var (code, _, err) = Cli.CliTests.Run("merge", src, adapterDir, "--output", outDir);
+        Assert.Equal(1, code);
+        Assert.Contains("--approximate", err);
+        (code, _, err) = Cli.CliTests.Run("merge", src, adapterDir, "--output", outDir, "--approximate");
+        Assert.True(code == 0, err);
+        using var merged = PretrainedModel.Load(outDir);
+        using var ng2 = no_grad();
+        var actual = merged.forward(new ModelInputs { InputIds = ids }).Logits!.ToArray<float>();
+        AdapterInvariants.AssertClose(expected.Select(v => (double)v).ToList(), actual.Select(v => (double)v).ToList(), 1e-5, "CLI approximate merge");
+    }
+
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama")]

@@ -203,7 +203,7 @@ public sealed class ResLoraLayer : AdapterLayer
                 if (index > 0)
                 {
                     taken = chain.TakeInput(index - 1) ?? throw Missing(chain, index, "the input", index - 1);
-                    if (!taken.shape.SequenceEqual(x.shape))
+                    if (!SameShape(taken, x))
                     {
                         var shape = taken.shape;
                         taken.Dispose();
@@ -233,6 +233,13 @@ public sealed class ResLoraLayer : AdapterLayer
                 return BDict[adapterName].call(sum) * h.Scaling;
             }
         }
+    }
+
+    private static bool SameShape(Tensor a, Tensor b)
+    {
+        if (a.dim() != b.dim()) return false;
+        for (int d = 0; d < a.dim(); d++) if (a.size(d) != b.size(d)) return false;
+        return true;
     }
 
     /// <summary>Writes ‖t‖_F (float32, no gradient) into the adapter's norm window.</summary>

@@ -121,6 +121,7 @@ public sealed partial class LowRankModel : nn.Module
     {
         ArgumentNullException.ThrowIfNull(create);
         CheckUsable();
+        if (name == "model") throw new ArgumentException("'model' is the wrapped model's name under base_model; choose another name", nameof(name));
         foreach (var (n, m) in _shared)
             if (n == name) return m as T ?? throw new InvalidOperationException($"shared module '{name}' is a {((nn.Module)m).name}, not a {typeof(T).Name}");
         var module = create();

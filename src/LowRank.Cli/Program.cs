@@ -56,7 +56,8 @@ public static partial class Program
             "          [--lr X] [--batch-size N] [--max-length N] [--test-fraction F] [--seed N] [--output <folder>]\n" +
             "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
             "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label)\n" +
-            "  merge <model-folder> <adapter-folder> --output <folder>   merge a PEFT-format adapter into a HF model folder\n" +
+            "  merge <model-folder> <adapter-folder> --output <folder> [--approximate]   merge a PEFT-format adapter into a HF\n" +
+            "           model folder (--approximate: also adapters whose merge is approximate, e.g. ResLoRA is/ms)\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
             "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
@@ -254,6 +255,13 @@ public static partial class Program
         var output = Option(args, "--output") ?? throw new ArgumentException("merge needs --output <folder>");
         using var model = PretrainedModel.Load(positional[0]);
         using var peft = LowRankModel.Load(model, positional[1]);
+        var approximate = args.Contains("--approximate");
+        foreach (var (name, layer) in peft.AdapterLayers())
+        {
+            if (!layer.CanMergeExactly && !approximate)
+                throw new ArgumentException($"the adapter of {name} ({peft.PeftType}) can only be merged approximately; pass --approximate to merge it anyway");
+            layer.AllowApproximateMerge = approximate;
+        }
         var merged = peft.MergeAndUnload();
         merged.Save(output);
         foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json" })

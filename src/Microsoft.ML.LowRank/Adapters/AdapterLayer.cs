@@ -166,6 +166,10 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     /// <summary>Whether merging reproduces the unmerged forward exactly (up to rounding).</summary>
     public virtual bool CanMergeExactly => true;
 
+    /// <summary>Lets <see cref="Merge"/> fold adapters whose merge is only an approximation (<see cref="CanMergeExactly"/>
+    /// false, e.g. ResLoRA's input and middle shortcuts); otherwise merging them throws. Default false.</summary>
+    public bool AllowApproximateMerge { get; set; }
+
     /// <inheritdoc/>
     public void DeleteAdapter(string adapterName)
     {
@@ -246,17 +250,12 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
         if (names.Count == 0) return;
         if (BaseLayer is QLora.QuantizedLinear)
             throw new InvalidOperationException("merging into a 4-bit NF4 base weight would re-quantise it (lossy), so it is not done: call QLoraOptions.DequantizeBase on the model first (the merge is then exact over the dequantised weights)");
-        if (!CanMergeExactly) throw new InvalidOperationException($"{name} adapters cannot be merged exactly");
+        if (!CanMergeExactly && !AllowApproximateMerge) throw new InvalidOperationException($"{name} adapters cannot be merged exactly (set AllowApproximateMerge to merge them approximately)");
         using var scope = NewDisposeScope();
         using var ng = no_grad();
         var w = BaseWeight;
         if (w.device.type == DeviceType.META) throw new InvalidOperationException("cannot merge on the meta device");
-        var acc = w.to_type(MergeType, copy: true);
-        foreach (var n in names)
-        {
-            var delta = GetDeltaWeight(n).to_type(MergeType);
-            acc = acc + (FanInFanOut ? delta.t() : delta);
-        }
+        var acc = MergeWeights(w.to_type(MergeType, copy: true), names);
         if (safeMerge && !acc.isfinite().all().item<bool>())
             throw new InvalidOperationException($"merging adapter(s) {string.Join(", ", names)} gives NaN or Inf weights; nothing was merged");
         if (_merged.Count == 0 && w.dtype != ScalarType.Float32 && w.dtype != ScalarType.Float64)
@@ -281,15 +280,43 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
         }
         else
         {
-            var acc = w.to_type(MergeType, copy: true);
-            for (int i = _merged.Count - 1; i >= 0; i--)
-            {
-                var delta = GetDeltaWeight(_merged[i]).to_type(MergeType);
-                acc = acc - (FanInFanOut ? delta.t() : delta);
-            }
-            w.copy_(acc);
+            w.copy_(UnmergeWeights(w.to_type(MergeType, copy: true), _merged));
         }
         _merged.Clear();
+    }
+
+    /// <summary>The base weight with <paramref name="adapterNames"/> folded in (default: + each adapter's
+    /// <see cref="GetDeltaWeight"/>, transposed for Conv1D). Methods whose merge is not additive (DoRA) or needs
+    /// bookkeeping (ResLoRA's merge ratios) override it together with <see cref="UnmergeWeights"/>.</summary>
+    /// <param name="weight">The weight as stored, in <see cref="MergeType"/> (a copy the method may consume).</param>
+    /// <param name="adapterNames">The adapters to fold in, in order.</param>
+    /// <returns>The merged weight, as stored, in <see cref="MergeType"/>.</returns>
+    protected virtual Tensor MergeWeights(Tensor weight, IReadOnlyList<string> adapterNames)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(adapterNames);
+        foreach (var n in adapterNames)
+        {
+            var delta = GetDeltaWeight(n).to_type(MergeType);
+            weight = weight + (FanInFanOut ? delta.t() : delta);
+        }
+        return weight;
+    }
+
+    /// <summary>The weight with the merged adapters taken back out (default: − each delta, last merged first).</summary>
+    /// <param name="weight">The merged weight as stored, in <see cref="MergeType"/> (a copy).</param>
+    /// <param name="mergedAdapters">The merged adapters in merge order.</param>
+    /// <returns>The unmerged weight, as stored, in <see cref="MergeType"/>.</returns>
+    protected virtual Tensor UnmergeWeights(Tensor weight, IReadOnlyList<string> mergedAdapters)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(mergedAdapters);
+        for (int i = mergedAdapters.Count - 1; i >= 0; i--)
+        {
+            var delta = GetDeltaWeight(mergedAdapters[i]).to_type(MergeType);
+            weight = weight - (FanInFanOut ? delta.t() : delta);
+        }
+        return weight;
     }
 
     /// <summary>Forgets merge bookkeeping after the merged weight has become the new base (merge-and-unload).</summary>

@@ -108,6 +108,17 @@ public abstract class LowRankAdapterOptions
     /// "modules_to_save.default.weight").</param>
     /// <returns>True when it trains.</returns>
     protected internal virtual bool IsTrainableParameter(string parameterName) => true;
+    /// <summary>
+    /// Called once by <see cref="LowRankModel"/> before it creates this adapter's layers (PEFT's
+    /// <c>_pre_injection_hook</c>), with every module the target rules select (in model order; existing adapter layers
+    /// included). A method whose adapters share tensors across layers (VeRA's projections) creates them here and
+    /// registers them with <see cref="LowRankModel.RegisterSharedModule"/>. Default: nothing.
+    /// </summary>
+    /// <param name="model">The model being adapted.</param>
+    /// <param name="adapterName">The adapter's name.</param>
+    /// <param name="targets">The selected modules with their names.</param>
+    /// <param name="context">How weights are created (when loading, <see cref="AdapterCreationContext.Initialize"/> is false).</param>
+    protected internal virtual void PrepareInjection(LowRankModel model, string adapterName, IReadOnlyList<(string name, torch.nn.Module module)> targets, AdapterCreationContext context) { }
 
     /// <summary>A copy whose collections can be changed without touching this one.</summary>
     /// <returns>The copy.</returns>
@@ -353,6 +364,9 @@ public static class AdapterMethods
         new("poly", Mixture.MixtureOfLoraExpertsOptions.Describe("poly"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("poly")),
         new("mlore", Mixture.MixtureOfLoraExpertsOptions.Describe("mlore"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mlore")),
         new("mosa", Mixture.MixtureOfLoraExpertsOptions.Describe("mosa"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mosa")),
+        new("dora", "DoRA: m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row, trainable magnitude m (Liu et al., 2402.09353)", () => new Dora.DoraOptions()),
+        new("vera", "VeRA: shared frozen random A, B; per layer only λ_b ⊙ B·(λ_d ⊙ A) trains (Kopiczko et al., 2310.11454)", () => new Vera.VeraOptions()),
+        new("reslora", "ResLoRA: LoRA with residual shortcuts between same-name layers, is/bs/ms (Shi et al., 2402.18039)", () => new ResLora.ResLoraOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

@@ -44,6 +44,7 @@ internal static class MoeLayers
 /// <see cref="MixtureReference"/> (finite differences of the formula for the gradients); batched expert compute against a
 /// naive per-token loop; deterministic tie-breaking; experts that receive no token.
 /// </summary>
+[Collection(SerialCollection.Name)]
 public class MixtureLayerTests
 {
     private static MixtureOfLoraExpertsOptions Base(Action<MixtureOfLoraExpertsOptions> set)

@@ -101,16 +101,8 @@ public sealed class NamedEntityRecognitionTrainer : LowRankTrainerBase<NamedEnti
                     continue;
                 }
                 var aligned = WordAlignment.Encode(runtime, w);
-                var tokenLabels = new long[aligned.Text.Ids.Length];
-                Array.Fill(tokenLabels, TokenBatcher.IgnoreIndex);
-                for (int wi = 0; wi < w.Length; wi++)
-                {
-                    int t = aligned.FirstToken[wi];
-                    uint key = tags[wi];
-                    if (t < 0 || key == 0 || key > classes) continue;
-                    tokenLabels[t] = key - 1;
-                    seen.Add(key);
-                }
+                var tokenLabels = WordAlignment.TokenLabels(aligned, tags, classes);
+                foreach (var l in tokenLabels) if (l >= 0) seen.Add((uint)l + 1);
                 examples.Add(new LabeledExample(aligned.Text, TokenLabels: tokenLabels));
             }
         }
@@ -224,6 +216,21 @@ internal static class WordAlignment
         for (int t = 0; t < wordOf.Length; t++)
             if (wordOf[t] is int w && first[w] < 0) first[w] = t;
         return new Aligned(text, first, wordOf);
+    }
+
+    /// <summary>The training labels of the tokens: the class (key − 1) of its word on a word's first token, -100 on the
+    /// other tokens of the word, on special tokens, and for words with a missing key (0 or beyond <paramref name="classes"/>).</summary>
+    public static long[] TokenLabels(Aligned aligned, uint[] wordKeys, int classes)
+    {
+        var labels = new long[aligned.Text.Ids.Length];
+        Array.Fill(labels, TokenBatcher.IgnoreIndex);
+        for (int w = 0; w < wordKeys.Length; w++)
+        {
+            int t = aligned.FirstToken[w];
+            uint key = wordKeys[w];
+            if (t >= 0 && key >= 1 && key <= classes) labels[t] = key - 1;
+        }
+        return labels;
     }
 
     /// <summary>For each token of <paramref name="encoding"/>, the index of the word span its characters overlap (the first

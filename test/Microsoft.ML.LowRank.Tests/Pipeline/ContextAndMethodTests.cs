@@ -182,3 +182,26 @@ public class ContextAndMethodTests
         Assert.All(keys, k => Assert.InRange(k, 1u, (uint)ner.LabelValues!.Count));
     }
 }
+
+[Collection(SerialCollection.Name)]
+public class PrecisionTests
+{
+    [Fact]
+    public void BFloat16KeepsTheBaseInBf16AndTheAdapterInFloat32()
+    {
+        var ctx = new LowRankContext(seed: 27);
+        var data = ctx.Data.LoadFromEnumerable(PipelineFixtures.Topics(16, 8));
+        using var model = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Append(ctx.MulticlassClassification.Trainers.TextClassification(new TextClassificationTrainer.Options
+        {
+            ModelFolder = PipelineFixtures.Model("llama_cls"), Sentence1ColumnName = "Text", BatchSize = 8, MaxSteps = 2, LearningRate = 1e-2,
+            Precision = TrainingPrecision.BFloat16,
+        })).Fit(data);
+        var peft = model.LastTransformer.AdaptedModel;
+        var named = peft.named_parameters().ToDictionary(p => p.name, p => p.parameter.dtype);
+        Assert.Equal(Microsoft.ML.LowRank.Torch.ScalarType.BFloat16, named.First(kv => kv.Key.EndsWith("embed_tokens.weight")).Value);
+        Assert.Equal(Microsoft.ML.LowRank.Torch.ScalarType.Float32, named.First(kv => kv.Key.Contains("lora_A")).Value);
+        Assert.All(model.LastTransformer.TrainingResult!.StepLosses, l => Assert.True(double.IsFinite(l)));
+        var scores = model.Transform(data).GetColumn<float[]>("Score").ToArray();
+        Assert.All(scores, s => Assert.Equal(1.0, s.Sum(), 3));
+    }
+}

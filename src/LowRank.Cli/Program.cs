@@ -29,6 +29,7 @@ public static class Program
                 "merge" => Merge(args.Skip(1).ToArray()),
                 "finetune" => FineTune(args.Skip(1).ToArray()),
                 "methods" => Methods(args.Skip(1).ToArray()),
+                "train" => TrainCommand.Run(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -56,6 +57,7 @@ public static class Program
             "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
             "                           TSV rows prompt<TAB>response or text\n" +
+            TrainCommand.Usage + "\n" +
             "options: --json            machine-readable output");
         return 0;
     }

@@ -51,8 +51,8 @@ using (var model = trainer.Fit(data))
     ctx.Model.Save(model, data.Schema, zipPath);
 }
 
-using var loaded = (IDisposable)ctx.Model.Load(zipPath, out _);
-var generator = ((IEnumerable<ITransformer>)loaded).OfType<CausalLMTransformer>().Single();
+// A single transformer was saved, so a single transformer comes back.
+using var generator = (CausalLMTransformer)ctx.Model.Load(zipPath, out _);
 Console.WriteLine($"Opposite of hot: {generator.Generate("Opposite of hot:")}");
 
 /// <summary>A prompt and the wanted response.</summary>

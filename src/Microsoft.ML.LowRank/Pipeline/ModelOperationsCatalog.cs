@@ -76,6 +76,7 @@ public sealed class ModelOperationsCatalog
         {
             ["format"] = FormatName,
             ["version"] = FormatVersion,
+            ["chain"] = model is IEnumerable<ITransformer>,
             ["transformers"] = list,
         });
         new ModelSaveContext(zip, "").WriteJson("Schema.json", SchemaCodec.Write(inputSchema ?? DataViewSchema.Empty));
@@ -85,7 +86,8 @@ public sealed class ModelOperationsCatalog
     /// open the base model folder recorded at save time and check its weights against the recorded hash.</summary>
     /// <param name="filePath">The zip.</param>
     /// <param name="inputSchema">Receives the schema the model was saved with.</param>
-    /// <returns>The pipeline, as a chain (dispose it to free the models).</returns>
+    /// <returns>The pipeline: a <see cref="TransformerChain{TLastTransformer}"/> when a chain was saved, else the transformer
+    /// itself (dispose it to free the models).</returns>
     /// <exception cref="InvalidDataException">The file is not a model of this library, or the base model's weights differ
     /// from those the adapter was trained on (the message names both hashes).</exception>
     public ITransformer Load(string filePath, out DataViewSchema inputSchema) => Load(filePath, out inputSchema, null);
@@ -126,6 +128,7 @@ public sealed class ModelOperationsCatalog
         }
         var temp = Directory.CreateTempSubdirectory("lowrank-load-").FullName;
         var loaded = new List<ITransformer>();
+        bool chain = true;
         try
         {
             using (zip)
@@ -136,6 +139,7 @@ public sealed class ModelOperationsCatalog
                 if ((string?)manifest["format"] != FormatName) throw root.Corrupt($"unknown format '{(string?)manifest["format"]}'");
                 int version = manifest["version"]?.GetValue<int>() ?? 0;
                 if (version > FormatVersion) throw root.Corrupt($"format version {version} is newer than this library reads ({FormatVersion})");
+                chain = manifest["chain"]?.GetValue<bool>() ?? true;
                 inputSchema = zip.GetEntry("Schema.json") is null ? DataViewSchema.Empty : SchemaCodec.Read(root.ReadJson("Schema.json"), name);
                 foreach (var node in manifest["transformers"]?.AsArray() ?? [])
                 {
@@ -144,7 +148,8 @@ public sealed class ModelOperationsCatalog
                     loaded.Add(PipelinePersistence.Load(kind, new ModelLoadContext(zip, path, name, _context, baseModelFolder, temp)));
                 }
             }
-            return new TransformerChain<ITransformer>(loaded);
+            // A single transformer comes back as itself, a chain as a chain (as saved).
+            return chain || loaded.Count != 1 ? new TransformerChain<ITransformer>(loaded) : loaded[0];
         }
         catch
         {
@@ -156,6 +161,16 @@ public sealed class ModelOperationsCatalog
             try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
         }
     }
+
+    /// <summary>Creates an engine that runs <paramref name="transformer"/> on single objects (ML.NET's <c>CreatePredictionEngine</c>).</summary>
+    /// <typeparam name="TSrc">The input class.</typeparam>
+    /// <typeparam name="TDst">The output class.</typeparam>
+    /// <param name="transformer">The trained pipeline.</param>
+    /// <returns>The engine.</returns>
+    public PredictionEngine<TSrc, TDst> CreatePredictionEngine<[System.Diagnostics.CodeAnalysis.DynamicallyAccessedMembers(SchemaDefinition.Members)] TSrc,
+        [System.Diagnostics.CodeAnalysis.DynamicallyAccessedMembers(SchemaDefinition.MembersAndConstructor)] TDst>(ITransformer transformer)
+        where TSrc : class
+        where TDst : class, new() => new(_context.Data, transformer);
 
     private static IEnumerable<ITransformer> Flatten(ITransformer model)
     {

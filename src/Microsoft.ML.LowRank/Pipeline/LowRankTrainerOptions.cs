@@ -18,7 +18,7 @@ public enum TrainingPrecision
     /// <summary>bfloat16 (half the memory of float32; the frozen base runs in bfloat16).</summary>
     BFloat16,
 
-    /// <summary>float16.</summary>
+    /// <summary>float16 (on CUDA; libtorch's CPU kernels lack several float16 operations).</summary>
     Float16,
 }
 
@@ -124,8 +124,9 @@ public abstract class LowRankTrainerOptions
     /// Default 512.</summary>
     public int MaxSequenceLength = 512;
 
-    /// <summary>Data with the same columns as the training data, evaluated (mean loss) after every epoch, or every
-    /// <see cref="EvaluationSteps"/> steps; needed for <see cref="EarlyStopping"/>. Default <see langword="null"/>.</summary>
+    /// <summary>Data with the columns the trainer reads (in a chain: after the earlier steps, e.g. with the label already
+    /// mapped to a key), evaluated (mean loss) after every epoch, or every <see cref="EvaluationSteps"/> steps; needed for
+    /// <see cref="EarlyStopping"/>. Default <see langword="null"/>.</summary>
     public IDataView? ValidationSet;
 
     /// <summary>Evaluate every this many steps instead of every epoch (0: every epoch). Default 0.</summary>

@@ -29,6 +29,19 @@ internal static class PipelineFixtures
 
     private static readonly ConcurrentDictionary<string, string> s_folders = new();
 
+    private static readonly string s_root = RegisterCleanup(Path.Combine(Path.GetTempPath(), $"lowrank-pipeline-{Environment.ProcessId}"));
+
+    private static string RegisterCleanup(string root)
+    {
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { if (Directory.Exists(root)) Directory.Delete(root, recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        };
+        return root;
+    }
+
     public static IReadOnlyList<string> Words { get; } = BuildWords();
 
     private static string[] BuildWords()
@@ -48,7 +61,7 @@ internal static class PipelineFixtures
     /// <summary>A temporary model folder: the fixture <paramref name="fixture"/> plus a tokenizer.json.</summary>
     public static string Model(string fixture) => s_folders.GetOrAdd(fixture, f =>
     {
-        var dir = Path.Combine(Path.GetTempPath(), $"lowrank-pipeline-{Environment.ProcessId}", f);
+        var dir = Path.Combine(s_root, f);
         Directory.CreateDirectory(dir);
         foreach (var file in Directory.GetFiles(Repo.Fixture("models", f)))
             File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
@@ -62,7 +75,7 @@ internal static class PipelineFixtures
     public static string PerturbedCopy(string fixture)
     {
         var source = Model(fixture);
-        var dir = Path.Combine(Path.GetTempPath(), $"lowrank-pipeline-{Environment.ProcessId}", fixture + "-perturbed-" + Guid.NewGuid().ToString("N")[..8]);
+        var dir = Path.Combine(s_root, fixture + "-perturbed-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
         var weights = Path.Combine(dir, "model.safetensors");

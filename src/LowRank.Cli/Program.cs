@@ -30,6 +30,7 @@ public static partial class Program
                 "finetune" => FineTune(args.Skip(1).ToArray()),
                 "methods" => Methods(args.Skip(1).ToArray()),
                 "compare" => Compare(args.Skip(1).ToArray()),
+                "train" => TrainCommand.Run(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -62,6 +63,7 @@ public static partial class Program
             "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
             "                           TSV rows prompt<TAB>response or text\n" +
+            TrainCommand.Usage + "\n" +
             "options: --json            machine-readable output");
         return 0;
     }

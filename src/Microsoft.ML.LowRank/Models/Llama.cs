@@ -34,9 +34,11 @@ public sealed class LlamaAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.size(0), t = x.size(1);
-        var q = Proj("q_proj", x).view(b, t, _c.NumAttentionHeads, _c.HeadDim).transpose(1, 2);
-        var k = Proj("k_proj", x).view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
-        var v = Proj("v_proj", x).view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
+        // q/k/v share their input: adapter layers may evaluate them in one fused call (SharedInputProjections).
+        var qkv = SharedInputProjections.Forward(x, P("q_proj"), P("k_proj"), P("v_proj"));
+        var q = qkv[0].view(b, t, _c.NumAttentionHeads, _c.HeadDim).transpose(1, 2);
+        var k = qkv[1].view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
+        var v = qkv[2].view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
         q = AttentionUtils.ApplyRope(q, cos, sin);
         k = AttentionUtils.ApplyRope(k, cos, sin);
         if (cache is not null) (k, v) = cache.Update(layer, k, v);
@@ -48,7 +50,9 @@ public sealed class LlamaAttention : nn.Module
         return Proj("o_proj", o).MoveToOuterDisposeScope();
     }
 
-    private Tensor Proj(string name, Tensor x) => ((nn.Module<Tensor, Tensor>)get_submodule(name)).call(x);
+    private Tensor Proj(string name, Tensor x) => P(name).call(x);
+
+    private nn.Module<Tensor, Tensor> P(string name) => (nn.Module<Tensor, Tensor>)get_submodule(name);
 }
 
 /// <summary>The gated MLP: down(act(gate(x)) · up(x)).</summary>
@@ -72,9 +76,9 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var g = _act.call(P("gate_proj").call(x));
-        var u = P("up_proj").call(x);
-        return P("down_proj").call(g * u).MoveToOuterDisposeScope();
+        var gu = SharedInputProjections.Forward(x, P("gate_proj"), P("up_proj"));
+        var g = _act.call(gu[0]);
+        return P("down_proj").call(g * gu[1]).MoveToOuterDisposeScope();
     }
 
     private nn.Module<Tensor, Tensor> P(string n) => (nn.Module<Tensor, Tensor>)get_submodule(n);

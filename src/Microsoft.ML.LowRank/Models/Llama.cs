@@ -29,8 +29,10 @@ public sealed class LlamaAttention : nn.Module
     /// <param name="mask">Additive mask or null.</param>
     /// <param name="cache">KV cache or null.</param>
     /// <param name="layer">Layer index (for the cache).</param>
+    /// <param name="isCausal">With no mask: attend causally (scaled_dot_product_attention's is_causal, which lets libtorch 2.x
+    /// pick a flash kernel).</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
         long b = x.size(0), t = x.size(1);
@@ -45,7 +47,7 @@ public sealed class LlamaAttention : nn.Module
         var rep = _c.NumAttentionHeads / _c.NumKeyValueHeads;
         k = AttentionUtils.RepeatKv(k, rep);
         v = AttentionUtils.RepeatKv(v, rep);
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, false, 1.0 / Math.Sqrt(_c.HeadDim));
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, isCausal && mask is null, 1.0 / Math.Sqrt(_c.HeadDim));
         o = o.transpose(1, 2).reshape(b, t, _c.NumAttentionHeads * _c.HeadDim);
         return Proj("o_proj", o).MoveToOuterDisposeScope();
     }
@@ -106,12 +108,13 @@ public sealed class LlamaDecoderLayer : nn.Module
     /// <param name="mask">Additive mask.</param>
     /// <param name="cache">KV cache.</param>
     /// <param name="layer">Layer index.</param>
+    /// <param name="isCausal">With no mask: attend causally.</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
         var attn = (LlamaAttention)get_submodule("self_attn");
-        var h = x + attn.forward(((RMSNorm)get_submodule("input_layernorm")).call(x), cos, sin, mask, cache, layer);
+        var h = x + attn.forward(((RMSNorm)get_submodule("input_layernorm")).call(x), cos, sin, mask, cache, layer, isCausal);
         var o = h + ((nn.Module<Tensor, Tensor>)get_submodule("mlp")).call(((RMSNorm)get_submodule("post_attention_layernorm")).call(h));
         return o.MoveToOuterDisposeScope();
     }
@@ -154,11 +157,15 @@ public sealed class LlamaModel : TransformerBackbone
         var pos = inputs.PositionIds ?? AttentionUtils.DefaultPositions(b, t, past, h.device);
         var invFreq = named_buffers(false).First(x => x.name == "inv_freq").buffer;
         var (cos, sin) = AttentionUtils.RopeCosSin(invFreq, pos, h.dtype);
-        var mask = AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
+        // Without padding or cache the causal rule alone applies: no mask tensor (is_causal).
+        bool causalOnly = inputs.AttentionMask is null && past == 0;
+        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
         var hidden = inputs.OutputHiddenStates ? new List<Tensor> { h } : null;
         for (int i = 0; i < _layers.Count; i++)
         {
-            h = _layers[i].forward(h, cos, sin, mask, inputs.Cache, i);
+            var layer = _layers[i];
+            int li = i;
+            h = RunBlock(layer, new[] { h, cos, sin, mask }, a => layer.forward(a[0]!, a[1]!, a[2]!, a[3], inputs.Cache, li, causalOnly), inputs.Cache is not null);
             if (hidden is not null && i < _layers.Count - 1) hidden.Add(h);
         }
         h = ((RMSNorm)get_submodule("norm")).call(h);

@@ -4,6 +4,9 @@
 // their own deleters, tensors allocated through the wrapper stay valid after it is uninstalled.
 #include "lr_fused.h"
 #include <atomic>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
 #include <c10/core/CPUAllocator.h>
 
 namespace {
@@ -11,40 +14,52 @@ namespace {
 struct CountingAllocator final : public c10::Allocator {
   c10::Allocator* inner = nullptr;
   mutable std::atomic<int64_t> current{0}, peak{0}, count{0};
+  // The data pointer is the context (so raw_allocate/raw_deallocate work, as oneDNN's scratch buffers use them); the
+  // inner allocation and its size are found by address.
+  mutable std::mutex mutex;
+  mutable std::unordered_map<void*, std::pair<c10::DataPtr, size_t>> live;
 
-  struct Ctx {
-    c10::DataPtr inner;
-    size_t n;
-    const CountingAllocator* owner;
-  };
-
-  static void Free(void* p) {
-    auto* c = static_cast<Ctx*>(p);
-    c->owner->current.fetch_sub((int64_t)c->n);
-    delete c;  // frees the inner allocation through its own deleter
-  }
+  static void Free(void* p);
 
   c10::DataPtr wrap(size_t n) const {
     c10::DataPtr d = inner->allocate(n);
     void* data = d.get();
     auto device = d.device();
-    auto* c = new Ctx{std::move(d), n, this};
+    if (data == nullptr) return d;  // zero-byte allocations: nothing to count
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      live.emplace(data, std::make_pair(std::move(d), n));
+    }
     int64_t now = current.fetch_add((int64_t)n) + (int64_t)n;
     int64_t p = peak.load();
     while (now > p && !peak.compare_exchange_weak(p, now)) {
     }
     count.fetch_add(1);
-    return c10::DataPtr(data, c, &Free, device);
+    return c10::DataPtr(data, data, &Free, device);
   }
 
   // libtorch 1.x declares allocate const, 2.x non-const; defining both compiles against either (one overrides).
   c10::DataPtr allocate(size_t n) const { return wrap(n); }
   c10::DataPtr allocate(size_t n) { return wrap(n); }
+  c10::DeleterFnPtr raw_deleter() const override { return &Free; }
   // Pure virtual in libtorch 2.x (used by Allocator::clone); an extra method on 1.x.
   void copy_data(void* dest, const void* src, std::size_t count_) const { std::memcpy(dest, src, count_); }
 };
 
 CountingAllocator g_counting;
+
+void CountingAllocator::Free(void* p) {
+  c10::DataPtr inner;
+  {
+    std::lock_guard<std::mutex> lock(g_counting.mutex);
+    auto it = g_counting.live.find(p);
+    if (it == g_counting.live.end()) return;
+    g_counting.current.fetch_sub((int64_t)it->second.second);
+    inner = std::move(it->second.first);
+    g_counting.live.erase(it);
+  }
+  // inner goes out of scope here and frees the allocation through its own deleter, outside the lock.
+}
 bool g_installed = false;
 
 }  // namespace

@@ -36,6 +36,56 @@ public static partial class torch
         public static void reset_peak_memory_stats() => NativeMethods.lr_memory_reset_cpu_peak();
     }
 
+    /// <summary>
+    /// Enters an autocast region on a device's type (PyTorch's <c>torch.autocast</c>): matmul-like ops (linear, matmul, bmm,
+    /// addmm, the fused LoRA ops) run in <paramref name="dtype"/>, precision-sensitive ones (softmax, losses, norms) in
+    /// float32, following libtorch's own autocast lists. Gradients flow back in each parameter's own type. Dispose to leave
+    /// (the previous state is restored; the cast cache is cleared when the outermost region ends). Regions are per thread.
+    /// </summary>
+    /// <param name="device">The device whose type is autocast (CPU or CUDA).</param>
+    /// <param name="dtype">BFloat16 (CPU and CUDA) or Float16 (CUDA).</param>
+    /// <returns>The region; dispose it to leave.</returns>
+    public static AutocastScope autocast(Device device, ScalarType dtype = ScalarType.BFloat16)
+    {
+        int kind = AutocastKind(device);
+        Tensor.CheckStatus(NativeMethods.lr_amp_autocast_enter(kind, (int)dtype, out var prevEnabled, out var prevDtype));
+        return new AutocastScope(kind, prevEnabled, prevDtype);
+    }
+
+    /// <summary>Whether autocast is on for the device's type on this thread.</summary>
+    /// <param name="device">CPU or CUDA.</param>
+    /// <returns>True inside an autocast region.</returns>
+    public static bool is_autocast_enabled(Device device) => Tensor.Check(NativeMethods.lr_amp_is_autocast_enabled(AutocastKind(device))) != 0;
+
+    private static int AutocastKind(Device device) => device.type switch
+    {
+        DeviceType.CPU => 0,
+        DeviceType.CUDA => 1,
+        _ => throw new ArgumentException($"autocast supports CPU and CUDA devices, not {device}", nameof(device)),
+    };
+
+    /// <summary>An autocast region (<see cref="autocast"/>); disposing restores the previous state.</summary>
+    public sealed class AutocastScope : IDisposable
+    {
+        private readonly int _kind, _prevEnabled, _prevDtype;
+        private bool _disposed;
+
+        internal AutocastScope(int kind, int prevEnabled, int prevDtype)
+        {
+            _kind = kind;
+            _prevEnabled = prevEnabled;
+            _prevDtype = prevDtype;
+        }
+
+        /// <summary>Leaves the region.</summary>
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Tensor.CheckStatus(NativeMethods.lr_amp_autocast_exit(_kind, _prevEnabled, _prevDtype));
+        }
+    }
+
     /// <summary>Utilities (PyTorch's <c>torch.utils</c>).</summary>
     public static class utils
     {

@@ -23,3 +23,12 @@ internal static partial class NativeMethods
     [LibraryImport(Lib)] internal static partial long lr_memory_cpu_stat(int kind);
     [LibraryImport(Lib)] internal static partial void lr_memory_reset_cpu_peak();
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial int lr_amp_autocast_enter(int deviceKind, int dtype, out int prevEnabled, out int prevDtype);
+    [LibraryImport(Lib)] internal static partial int lr_amp_autocast_exit(int deviceKind, int prevEnabled, int prevDtype);
+    [LibraryImport(Lib)] internal static partial int lr_amp_is_autocast_enabled(int deviceKind);
+    [LibraryImport(Lib)] internal static partial int lr_amp_autocast_dtype(int deviceKind);
+    [LibraryImport(Lib)] internal static unsafe partial int lr_amp_unscale_(IntPtr* grads, int n, double invScale, out int foundInf);
+}

@@ -261,7 +261,10 @@ struct LoraSharedFn : public torch::autograd::Function<LoraSharedFn> {
       outs.push_back(y.view(ys));
       off += r;
     }
-    variable_list to_save{x2, z};
+    // x only where a gradient needs it (∂A or ∂W of some projection): with every A and W frozen (LoRA-FA) only z stays.
+    bool need_x = false;
+    for (int64_t i = 0; i < k; i++) need_x = need_x || A[i].requires_grad() || W[i].requires_grad();
+    variable_list to_save{need_x ? x2 : at::Tensor(), z};
     for (int64_t i = 0; i < k; i++) {
       to_save.push_back(W[i]);
       to_save.push_back(A[i]);

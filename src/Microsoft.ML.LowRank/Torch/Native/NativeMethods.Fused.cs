@@ -32,3 +32,8 @@ internal static partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int lr_amp_autocast_dtype(int deviceKind);
     [LibraryImport(Lib)] internal static unsafe partial int lr_amp_unscale_(IntPtr* grads, int n, double invScale, out int foundInf);
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial long lr_cuda_total_memory(int device);
+}

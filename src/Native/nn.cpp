@@ -43,6 +43,8 @@ LR_API lr_tensor lr_nn_layer_norm(lr_tensor input, const int64_t* shape, int n, 
   LR_TENSOR(at::layer_norm(T(input), dims(shape, n), opt(weight), opt(bias), eps, true));
 }
 
+at::Tensor lr_fused_rms_norm_impl(const at::Tensor& x, const c10::optional<at::Tensor>& weight, int n, double eps);
+
 // RMS normalisation over the trailing dims of normalized_shape: x * rsqrt(mean(x^2) + eps) [* weight].
 // Half and bfloat16 inputs are normalised in float32 and cast back before the weight is applied (as HF LLaMA's
 // RMSNorm). has_eps = 0: eps is the machine epsilon of the computation type. The same formula runs on every
@@ -61,6 +63,9 @@ LR_API lr_tensor lr_nn_rms_norm(lr_tensor input, const int64_t* shape, int n, lr
     const bool low = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
     const bool dbl = x.scalar_type() == at::kDouble;
     double e = has_eps ? eps : (dbl ? std::numeric_limits<double>::epsilon() : (double)std::numeric_limits<float>::epsilon());
+    // With autograd recording, the fused node (fused_norm.cpp) computes the same values but saves only x and r.
+    if (at::GradMode::is_enabled() && (x.requires_grad() || (weight && weight->requires_grad())))
+      return new at::Tensor(lr_fused_rms_norm_impl(x, opt(weight), n, e));
     std::vector<int64_t> red(n);
     for (int i = 0; i < n; i++) red[i] = x.dim() - n + i;
     auto xc = low ? x.to(at::kFloat) : x;

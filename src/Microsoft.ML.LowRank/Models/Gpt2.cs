@@ -68,8 +68,9 @@ public sealed class Gpt2Attention : nn.Module
     /// <param name="mask">Additive mask.</param>
     /// <param name="cache">KV cache.</param>
     /// <param name="layer">Layer index.</param>
+    /// <param name="isCausal">With no mask: attend causally (scaled_dot_product_attention's is_causal).</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
         long b = x.size(0), t = x.size(1), h = _c.NumAttentionHeads, d = _c.HeadDim;
@@ -78,7 +79,7 @@ public sealed class Gpt2Attention : nn.Module
         var k = qkv[1].view(b, t, h, d).transpose(1, 2);
         var v = qkv[2].view(b, t, h, d).transpose(1, 2);
         if (cache is not null) (k, v) = cache.Update(layer, k, v);
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, false, 1.0 / Math.Sqrt(d));
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, isCausal && mask is null, 1.0 / Math.Sqrt(d));
         o = o.transpose(1, 2).reshape(b, t, h * d);
         return ((nn.Module<Tensor, Tensor>)get_submodule("c_proj")).call(o).MoveToOuterDisposeScope();
     }
@@ -146,11 +147,12 @@ public sealed class Gpt2Block : nn.Module
     /// <param name="mask">Additive mask.</param>
     /// <param name="cache">KV cache.</param>
     /// <param name="layer">Layer index.</param>
+    /// <param name="isCausal">With no mask: attend causally.</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
-        var h = x + ((Gpt2Attention)get_submodule("attn")).forward(((LayerNorm)get_submodule("ln_1")).call(x), mask, cache, layer);
+        var h = x + ((Gpt2Attention)get_submodule("attn")).forward(((LayerNorm)get_submodule("ln_1")).call(x), mask, cache, layer, isCausal);
         var o = h + ((Gpt2Mlp)get_submodule("mlp")).call(((LayerNorm)get_submodule("ln_2")).call(h));
         return o.MoveToOuterDisposeScope();
     }
@@ -190,11 +192,14 @@ public sealed class Gpt2Model : TransformerBackbone
         long past = inputs.Cache?.Length ?? 0;
         var pos = inputs.PositionIds ?? AttentionUtils.DefaultPositions(b, t, past, ids.device);
         var h = TokenEmbedding.call(ids) + ((Embedding)get_submodule("wpe")).call(pos);
-        var mask = AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
+        bool causalOnly = inputs.AttentionMask is null && past == 0;
+        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
         var hidden = inputs.OutputHiddenStates ? new List<Tensor> { h } : null;
         for (int i = 0; i < _h.Count; i++)
         {
-            h = _h[i].forward(h, mask, inputs.Cache, i);
+            var block = _h[i];
+            int li = i;
+            h = RunBlock(block, new[] { h, mask }, a => block.forward(a[0]!, a[1], inputs.Cache, li, causalOnly), inputs.Cache is not null);
             if (hidden is not null && i < _h.Count - 1) hidden.Add(h);
         }
         h = ((LayerNorm)get_submodule("ln_f")).call(h);

@@ -29,26 +29,32 @@ public sealed class LlamaAttention : nn.Module
     /// <param name="mask">Additive mask or null.</param>
     /// <param name="cache">KV cache or null.</param>
     /// <param name="layer">Layer index (for the cache).</param>
+    /// <param name="isCausal">With no mask: attend causally (scaled_dot_product_attention's is_causal, which lets libtorch 2.x
+    /// pick a flash kernel).</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
         long b = x.size(0), t = x.size(1);
-        var q = Proj("q_proj", x).view(b, t, _c.NumAttentionHeads, _c.HeadDim).transpose(1, 2);
-        var k = Proj("k_proj", x).view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
-        var v = Proj("v_proj", x).view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
+        // q/k/v share their input: adapter layers may evaluate them in one fused call (SharedInputProjections).
+        var qkv = SharedInputProjections.Forward(x, P("q_proj"), P("k_proj"), P("v_proj"));
+        var q = qkv[0].view(b, t, _c.NumAttentionHeads, _c.HeadDim).transpose(1, 2);
+        var k = qkv[1].view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
+        var v = qkv[2].view(b, t, _c.NumKeyValueHeads, _c.HeadDim).transpose(1, 2);
         q = AttentionUtils.ApplyRope(q, cos, sin);
         k = AttentionUtils.ApplyRope(k, cos, sin);
         if (cache is not null) (k, v) = cache.Update(layer, k, v);
         var rep = _c.NumAttentionHeads / _c.NumKeyValueHeads;
         k = AttentionUtils.RepeatKv(k, rep);
         v = AttentionUtils.RepeatKv(v, rep);
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, false, 1.0 / Math.Sqrt(_c.HeadDim));
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, isCausal && mask is null, 1.0 / Math.Sqrt(_c.HeadDim));
         o = o.transpose(1, 2).reshape(b, t, _c.NumAttentionHeads * _c.HeadDim);
         return Proj("o_proj", o).MoveToOuterDisposeScope();
     }
 
-    private Tensor Proj(string name, Tensor x) => ((nn.Module<Tensor, Tensor>)get_submodule(name)).call(x);
+    private Tensor Proj(string name, Tensor x) => P(name).call(x);
+
+    private nn.Module<Tensor, Tensor> P(string name) => (nn.Module<Tensor, Tensor>)get_submodule(name);
 }
 
 /// <summary>The gated MLP: down(act(gate(x)) · up(x)).</summary>
@@ -88,9 +94,9 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>, IFeedForwardBlock
     {
         if (P("gate_proj") is IFeedForwardBlockOverride o && o.ForwardBlock(this, x) is { } overridden) return overridden;
         using var scope = NewDisposeScope();
-        var g = _act.call(P("gate_proj").call(x));
-        var u = P("up_proj").call(x);
-        return P("down_proj").call(g * u).MoveToOuterDisposeScope();
+        var gu = SharedInputProjections.Forward(x, P("gate_proj"), P("up_proj"));
+        var g = _act.call(gu[0]);
+        return P("down_proj").call(g * gu[1]).MoveToOuterDisposeScope();
     }
 
     private nn.Module<Tensor, Tensor> P(string n) => (nn.Module<Tensor, Tensor>)get_submodule(n);
@@ -118,12 +124,13 @@ public sealed class LlamaDecoderLayer : nn.Module
     /// <param name="mask">Additive mask.</param>
     /// <param name="cache">KV cache.</param>
     /// <param name="layer">Layer index.</param>
+    /// <param name="isCausal">With no mask: attend causally.</param>
     /// <returns>The output.</returns>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer)
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KVCache? cache, int layer, bool isCausal = false)
     {
         using var scope = NewDisposeScope();
         var attn = (LlamaAttention)get_submodule("self_attn");
-        var h = x + attn.forward(((RMSNorm)get_submodule("input_layernorm")).call(x), cos, sin, mask, cache, layer);
+        var h = x + attn.forward(((RMSNorm)get_submodule("input_layernorm")).call(x), cos, sin, mask, cache, layer, isCausal);
         var o = h + ((nn.Module<Tensor, Tensor>)get_submodule("mlp")).call(((RMSNorm)get_submodule("post_attention_layernorm")).call(h));
         return o.MoveToOuterDisposeScope();
     }
@@ -166,11 +173,15 @@ public sealed class LlamaModel : TransformerBackbone
         var pos = inputs.PositionIds ?? AttentionUtils.DefaultPositions(b, t, past, h.device);
         var invFreq = named_buffers(false).First(x => x.name == "inv_freq").buffer;
         var (cos, sin) = AttentionUtils.RopeCosSin(invFreq, pos, h.dtype);
-        var mask = AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
+        // Without padding or cache the causal rule alone applies: no mask tensor (is_causal).
+        bool causalOnly = inputs.AttentionMask is null && past == 0;
+        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
         var hidden = inputs.OutputHiddenStates ? new List<Tensor> { h } : null;
         for (int i = 0; i < _layers.Count; i++)
         {
-            h = _layers[i].forward(h, cos, sin, mask, inputs.Cache, i);
+            var layer = _layers[i];
+            int li = i;
+            h = RunBlock(layer, new[] { h, cos, sin, mask }, a => layer.forward(a[0]!, a[1]!, a[2]!, a[3], inputs.Cache, li, causalOnly), inputs.Cache is not null);
             if (hidden is not null && i < _layers.Count - 1) hidden.Add(h);
         }
         h = ((RMSNorm)get_submodule("norm")).call(h);

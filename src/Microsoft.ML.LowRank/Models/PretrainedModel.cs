@@ -26,6 +26,48 @@ public abstract class TransformerBackbone : nn.Module
     /// <returns>The last hidden state and, when requested, all hidden states.</returns>
     public abstract (Tensor last, List<Tensor>? hidden) Forward(ModelInputs inputs);
 
+    /// <summary>
+    /// Gradient checkpointing per transformer block: while gradients are being recorded (and no KV cache is used), each
+    /// block runs without keeping its activations and is recomputed in backward (<see cref="torch.utils.checkpoint"/>),
+    /// so only the block inputs stay alive between forward and backward. Same gradients (the dropout masks repeat);
+    /// about one extra forward of compute. Default false.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>With <see cref="GradientCheckpointing"/>: keep the saved block inputs of a CUDA model in host memory until
+    /// backward (no effect on the CPU). Default false.</summary>
+    public bool OffloadCheckpoints { get; set; }
+
+    /// <summary>Runs one block, checkpointed when <see cref="GradientCheckpointing"/> applies.</summary>
+    /// <param name="block">The block (its trainable parameters are passed to the checkpoint).</param>
+    /// <param name="inputs">The tensors the block reads (null entries are passed on as null).</param>
+    /// <param name="body">The block's computation from its inputs.</param>
+    /// <param name="cached">Whether a KV cache is in use (checkpointing is then off).</param>
+    /// <returns>The block output.</returns>
+    protected Tensor RunBlock(nn.Module block, Tensor?[] inputs, Func<Tensor?[], Tensor> body, bool cached)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(body);
+        if (!GradientCheckpointing || cached || !is_grad_enabled()) return body(inputs);
+        var present = new List<Tensor>(inputs.Length);
+        var slots = new int[inputs.Length];
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            slots[i] = inputs[i] is null ? -1 : present.Count;
+            if (inputs[i] is { } t) present.Add(t);
+        }
+        var trainable = new List<Tensor>();
+        foreach (var p in block.parameters()) if (p.requires_grad) trainable.Add(p);
+        var outs = torch.utils.checkpoint(args =>
+        {
+            var full = new Tensor?[slots.Length];
+            for (int i = 0; i < slots.Length; i++) full[i] = slots[i] < 0 ? null : args[slots[i]];
+            return new[] { body(full) };
+        }, present, trainable, OffloadCheckpoints, max_outputs: 1);
+        return outs[0];
+    }
+
     /// <summary>Moves the result tensors (each once) to the scope enclosing the caller's.</summary>
     /// <param name="last">Last hidden state.</param>
     /// <param name="hidden">All hidden states, or null.</param>
@@ -162,6 +204,15 @@ public sealed class PretrainedModel : nn.Module
         switch (Task)
         {
             case ModelTask.CausalLM:
+                if (inputs.Labels is { } yc && ChunkedCrossEntropy && get_submodule("lm_head") is Linear lmHead)
+                {
+                    // No [batch, seq, vocab] logits: the loss is computed chunk by chunk from the hidden states.
+                    long tc = last.size(1);
+                    var hs = last.narrow(1, 0, tc - 1).reshape(-1, last.size(2));
+                    loss = nn.functional.linear_cross_entropy(hs, lmHead.weight, yc.narrow(1, 1, tc - 1).reshape(-1), lmHead.bias, -100,
+                        chunk_size: CrossEntropyChunkRows);
+                    break;
+                }
                 logits = Head("lm_head").call(last);
                 if (inputs.Labels is { } y)
                 {
@@ -203,6 +254,16 @@ public sealed class PretrainedModel : nn.Module
         TransformerBackbone.Escape(last, hidden);
         return new ModelOutput { Logits = logits, Loss = loss, LastHiddenState = last, HiddenStates = hidden };
     }
+
+    /// <summary>
+    /// Causal LM with labels: compute the loss with <see cref="torch.nn.functional.linear_cross_entropy"/> in row chunks
+    /// instead of materialising [batch, seq, vocab] logits (the output's <see cref="ModelOutput.Logits"/> is then null).
+    /// Used only when the LM head is a plain Linear (not an adapter layer). Same loss and gradients. Default false.
+    /// </summary>
+    public bool ChunkedCrossEntropy { get; set; }
+
+    /// <summary>Rows per chunk of <see cref="ChunkedCrossEntropy"/>; 0 picks about 2²⁴/vocab rows. Default 0.</summary>
+    public long CrossEntropyChunkRows { get; set; }
 
     /// <summary>Index of the last non-padding token of each row (HF's rule for decoder classification heads):
     /// by pad_token_id when the config has one, else by the attention mask, else the last position.</summary>

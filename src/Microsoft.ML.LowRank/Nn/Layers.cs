@@ -247,6 +247,8 @@ namespace Microsoft.ML.LowRank.Torch.Modules
         /// <inheritdoc/>
         public override Tensor forward(Tensor input)
         {
+            // Without an offset this is exactly functional.rms_norm (one native node that keeps only x and the row scale for backward).
+            if (weight_offset == 0) return nn.functional.rms_norm(input, new[] { input.size(-1) }, weight, eps);
             using var scope = NewDisposeScope();
             var x = input.to_type(ScalarType.Float32);
             var normed = x * (x.square().mean(new long[] { -1 }, keepdim: true) + eps).rsqrt();

@@ -23,6 +23,9 @@ public sealed class Trainer : IDisposable
 {
     private readonly Func<Batch, Tensor> _loss;
     private readonly List<(string Name, nn.Parameter Param)> _trainable;
+    // What the optimizer updates: _trainable, or float32 masters in place of half-precision parameters.
+    private readonly List<(string Name, nn.Parameter Param)> _optimized;
+    private readonly MasterWeights? _masters;
     private readonly Device _device;
     private readonly RunState _state = new();
     private TrainingContext? _ctx;
@@ -51,7 +54,21 @@ public sealed class Trainer : IDisposable
             foreach (var name in adapted.AdapterNames)
                 if (adapted.PeftConfig[name] is IAdapterTrainingMethod method)
                     method.ConfigureTraining(new AdapterTrainingSetup(adapted, name, Options, Hooks));
-        var groups = ParameterGroups.Build(_trainable.Select(p => (p.Name, p.Param)), Options.LearningRate, Options.WeightDecay, Options.LoraPlusRatio);
+        ApplyModelOptions(model, Options);
+        bool lowPrecision = _trainable.Any(p => p.Param.dtype is ScalarType.Float16 or ScalarType.BFloat16);
+        if (Options.MasterWeights ?? lowPrecision)
+        {
+            _masters = new MasterWeights(_trainable);
+            if (!_masters.Any)
+            {
+                _masters.Dispose();
+                _masters = null;
+            }
+        }
+        _optimized = _masters?.Optimized ?? _trainable;
+        bool fp16 = Options.Autocast == ScalarType.Float16 || _trainable.Any(p => p.Param.dtype == ScalarType.Float16);
+        if (Options.LossScaling ?? fp16) Scaler = new GradScaler(Options.InitialLossScale, growthInterval: Options.LossScaleGrowthInterval);
+        var groups = ParameterGroups.Build(_optimized.Select(p => (p.Name, p.Param)), Options.LearningRate, Options.WeightDecay, Options.LoraPlusRatio);
         Optimizer = Options.OptimizerFactory?.Invoke(groups, Options)
             ?? optim.AdamW(groups, Options.LearningRate, Options.Beta1, Options.Beta2, Options.Epsilon, Options.WeightDecay);
         if (Optimizer is null) throw new InvalidOperationException("TrainerOptions.OptimizerFactory returned null");
@@ -67,6 +84,17 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         return batch => model.forward(batch.ToModelInputs()).Loss
             ?? throw new TrainingException("the model returned no loss: the batches need labels");
+    }
+
+    /// <summary>The loss scaler when loss scaling is on (see <see cref="TrainerOptions.LossScaling"/>), else null.</summary>
+    public GradScaler? Scaler { get; }
+
+    private static void ApplyModelOptions(nn.Module model, TrainerOptions o)
+    {
+        var pretrained = model as PretrainedModel ?? (model as Adapters.LowRankModel)?.Model;
+        if (pretrained is null) return;
+        if (o.GradientCheckpointing is { } gc) pretrained.Backbone.GradientCheckpointing = gc;
+        if (o.ChunkedCrossEntropy is { } cc) pretrained.ChunkedCrossEntropy = cc;
     }
 
     /// <summary>The model being trained.</summary>
@@ -236,7 +264,9 @@ public sealed class Trainer : IDisposable
                 if (ct.IsCancellationRequested) return null;
                 using var scope = NewDisposeScope();
                 var batch = data.GetBatch(idx).To(_device);
-                var loss = _loss(batch) ?? throw new TrainingException("the loss function returned null");
+                Tensor? lossOrNull;
+                using (Options.Autocast is { } ac ? autocast(_device, ac) : null) lossOrNull = _loss(batch);
+                var loss = lossOrNull ?? throw new TrainingException("the loss function returned null");
                 if (loss.numel() != 1) throw new TrainingException($"the loss function must return a scalar, got shape [{string.Join(", ", loss.shape)}]");
                 sum += loss.ToDouble() * batch.Size;
                 count += batch.Size;
@@ -314,7 +344,9 @@ public sealed class Trainer : IDisposable
             tokens += batch.TokenCount;
             using (NewDisposeScope())
             {
-                var loss = _loss(batch) ?? throw new TrainingException("the loss function returned null", stepNo, _state.Epoch);
+                Tensor? lossOrNull;
+                using (o.Autocast is { } ac ? autocast(_device, ac) : null) lossOrNull = _loss(batch);
+                var loss = lossOrNull ?? throw new TrainingException("the loss function returned null", stepNo, _state.Epoch);
                 if (loss.numel() != 1)
                     throw new TrainingException($"the loss function must return a scalar, got shape [{string.Join(", ", loss.shape)}]", stepNo, _state.Epoch);
                 foreach (var h in Hooks)
@@ -323,23 +355,32 @@ public sealed class Trainer : IDisposable
                     throw new TrainingException("the loss does not depend on any parameter that requires grad (is everything frozen, or was the loss computed under no_grad?)", stepNo, _state.Epoch);
                 double value = loss.ToDouble();
                 if (!double.IsFinite(value))
+                {
+                    if (Scaler is not null) return Overflow(run, stepNo, $"the loss is {value} at step {stepNo} (loss scale {Scaler.Scale})");
                     return NonFinite(run, stepNo, $"the loss is {value} at step {stepNo} (epoch {_state.Epoch}, micro-batch {i + 1} of {n})");
-                if (weights[i] == 1.0) loss.backward();
-                else loss.mul(weights[i]).backward();
+                }
+                double factor = weights[i] * (Scaler?.Scale ?? 1.0);
+                if (factor == 1.0) loss.backward();
+                else loss.mul(factor).backward();
                 stepLoss += value * weights[i];
             }
         }
         ctx.Loss = stepLoss;
+        _masters?.GradientsToMasters();
+        if (Scaler is not null && Scaler.Unscale(_optimized.Select(p => (Tensor)p.Param).ToList()))
+            return Overflow(run, stepNo, $"the gradients overflowed at step {stepNo} with loss scale {Scaler.Scale}");
         foreach (var h in Hooks) h.AfterBackward(ctx);
 
         double maxNorm = o.MaxGradNorm is { } m && m > 0 ? m : double.PositiveInfinity;
-        double gradNorm = nn.utils.clip_grad_norm_(_trainable.Select(p => (Tensor)p.Param), maxNorm);
+        double gradNorm = nn.utils.clip_grad_norm_(_optimized.Select(p => (Tensor)p.Param), maxNorm);
         if (!double.IsFinite(gradNorm))
             return NonFinite(run, stepNo, $"the gradient norm is {gradNorm} at step {stepNo} (epoch {_state.Epoch}) although the loss {stepLoss} is finite");
         ctx.GradNorm = gradNorm;
 
         double lr = Optimizer.param_groups[0].LearningRate;
         Optimizer.step();
+        _masters?.MastersToModel();
+        Scaler?.Update(overflow: false);
         foreach (var h in Hooks) h.AfterOptimizerStep(ctx);
         Scheduler!.step();
         Optimizer.zero_grad();
@@ -354,6 +395,19 @@ public sealed class Trainer : IDisposable
         run.LogTokens += tokens;
         run.InsideStep = false;
         return StepOutcome.Completed;
+    }
+
+    // A loss-scale overflow: the step is skipped and the scale backs off (expected under float16, never an error).
+    private StepOutcome Overflow(RunInfo run, int stepNo, string what)
+    {
+        Optimizer.zero_grad();
+        _masters?.ZeroModelGrads();
+        foreach (var (_, p) in _trainable) p.grad = null;
+        Scaler!.Update(overflow: true);
+        _state.Skipped.Add(new SkippedStepRecord(stepNo, _state.Epoch, what));
+        run.InsideStep = false;
+        Raise(run, TrainingProgressKind.SkippedStep, message: what);
+        return StepOutcome.Skipped;
     }
 
     private StepOutcome NonFinite(RunInfo run, int stepNo, string what)
@@ -509,7 +563,7 @@ public sealed class Trainer : IDisposable
         using var scope = NewDisposeScope();
         Checkpoints.BeforeFile(Checkpoints.ParametersFileName);
         Safetensors.Save(Path.Combine(dir, Checkpoints.ParametersFileName),
-            _trainable.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Param)));
+            _optimized.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Param)));
 
         using var opt = Optimizer.state_dict();
         Checkpoints.BeforeFile(Checkpoints.OptimizerFileName);
@@ -567,6 +621,13 @@ public sealed class Trainer : IDisposable
             w.WriteStartObject("optimizer");
             foreach (var (k, v) in opt.Scalars) Checkpoints.WriteDouble(w, k, v);
             w.WriteEndObject();
+            if (Scaler is not null)
+            {
+                w.WriteStartObject("loss_scaler");
+                Checkpoints.WriteDouble(w, "scale", Scaler.Scale);
+                w.WriteNumber("growth_tracker", Scaler.GrowthTracker);
+                w.WriteEndObject();
+            }
             w.WriteStartObject("early_stopping");
             if (_state.BestEvalLoss is { } best) Checkpoints.WriteDouble(w, "best_eval_loss", best);
             if (_state.BestStep is { } bs) w.WriteNumber("best_step", bs);
@@ -645,13 +706,19 @@ public sealed class Trainer : IDisposable
             var saved = Safetensors.Load(Path.Combine(dir, Checkpoints.ParametersFileName));
             using (no_grad())
             {
-                foreach (var (name, p) in _trainable)
+                foreach (var (name, p) in _optimized)
                 {
                     if (!saved.TryGetValue(name, out var t)) throw new InvalidDataException($"{dir}: parameter '{name}' is missing from {Checkpoints.ParametersFileName}");
                     if (!t.shape.SequenceEqual(p.shape))
                         throw new InvalidDataException($"{dir}: parameter '{name}' has shape [{string.Join(", ", t.shape)}] but the model's is [{string.Join(", ", p.shape)}]");
                     p.copy_(t);
                 }
+            }
+            _masters?.MastersToModel();
+            if (Scaler is not null && root.TryGetProperty("loss_scaler", out var ls))
+            {
+                Scaler.Scale = Checkpoints.ReadDouble(ls.GetProperty("scale"));
+                Scaler.GrowthTracker = ls.GetProperty("growth_tracker").GetInt32();
             }
 
             using var opt = new optim.OptimizerState();
@@ -720,5 +787,6 @@ public sealed class Trainer : IDisposable
         _disposed = true;
         DisposeRngSnapshot();
         Optimizer.Dispose();
+        _masters?.Dispose();
     }
 }

@@ -142,6 +142,37 @@ public sealed class TrainerOptions
     /// precedence over the optimizer-wide values the factory passes. Default null.</summary>
     public Func<IReadOnlyList<torch.optim.ParamGroup>, TrainerOptions, torch.optim.Optimizer>? OptimizerFactory;
 
+    /// <summary>Run the loss function (forward) inside an autocast region of this type on the model's device
+    /// (<see cref="torch.autocast"/>): BFloat16 (CPU and CUDA) or Float16 (CUDA). Backward, clipping and the optimizer run
+    /// outside it. Null disables autocast. Default null.</summary>
+    public ScalarType? Autocast;
+
+    /// <summary>Dynamic loss scaling (<see cref="GradScaler"/>): the loss is scaled before backward, gradients are unscaled
+    /// and checked before clipping, and a step whose gradients overflow is skipped (recorded in
+    /// <see cref="TrainingResult.SkippedSteps"/>, never an error) with the scale halved. Null: on exactly when
+    /// <see cref="Autocast"/> is Float16 or a trainable parameter is Float16. Default null.</summary>
+    public bool? LossScaling;
+
+    /// <summary>The loss scale the scaler starts from. Default 65536 (2¹⁶).</summary>
+    public double InitialLossScale = 65536;
+
+    /// <summary>Clean steps before the loss scale doubles. Default 2000.</summary>
+    public int LossScaleGrowthInterval = 2000;
+
+    /// <summary>Keep float32 master copies of float16/bfloat16 trainable parameters: the optimizer (and its state) works on
+    /// the float32 masters, which are copied back into the model after every step. Null: on when any trainable parameter
+    /// is float16/bfloat16. (Adapters on a half-precision base are float32 already unless created otherwise.) Default null.</summary>
+    public bool? MasterWeights;
+
+    /// <summary>When not null, sets the model's gradient checkpointing per transformer block
+    /// (<see cref="Models.TransformerBackbone.GradientCheckpointing"/>) for models the trainer knows (a
+    /// <see cref="Models.PretrainedModel"/> or an adapted one). Null leaves the model as it is. Default null.</summary>
+    public bool? GradientCheckpointing;
+
+    /// <summary>When not null, sets <see cref="Models.PretrainedModel.ChunkedCrossEntropy"/> (causal-LM loss without full
+    /// logits) on the model. Null leaves the model as it is. Default null.</summary>
+    public bool? ChunkedCrossEntropy;
+
     /// <summary>Checks every setting.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
     public void Validate()
@@ -170,6 +201,9 @@ public sealed class TrainerOptions
         Check(KeepLastCheckpoints is null || KeepLastCheckpoints >= 1, nameof(KeepLastCheckpoints), KeepLastCheckpoints ?? 0, "must be >= 1 (or null)");
         Check(LoraPlusRatio is null || (double.IsFinite(LoraPlusRatio.Value) && LoraPlusRatio > 0), nameof(LoraPlusRatio), LoraPlusRatio ?? 0, "must be a finite value > 0 (or null)");
         Check(LoggingSteps >= 1, nameof(LoggingSteps), LoggingSteps, "must be >= 1");
+        Check(Autocast is null or ScalarType.BFloat16 or ScalarType.Float16, nameof(Autocast), Autocast ?? ScalarType.Float32, "must be BFloat16, Float16 or null");
+        Check(InitialLossScale > 0 && double.IsFinite(InitialLossScale), nameof(InitialLossScale), InitialLossScale, "must be a finite value > 0");
+        Check(LossScaleGrowthInterval >= 1, nameof(LossScaleGrowthInterval), LossScaleGrowthInterval, "must be >= 1");
     }
 
     /// <summary>A shallow copy.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Torch;
 using Microsoft.ML.LowRank.Torch.Modules;
 using static Microsoft.ML.LowRank.Torch.torch;
@@ -10,7 +11,7 @@ namespace Microsoft.ML.LowRank.Adapters.Lora;
 /// so the state-dict keys are PEFT's (<c>...q_proj.lora_A.default.weight</c>). The input is cast to the adapter's
 /// type before the adapter and the contribution cast back to the base output's type (as PEFT does).
 /// </summary>
-public sealed class LoraLayer : AdapterLayer
+public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
 {
     private readonly Dictionary<string, (int r, double alpha, bool rs, double scaling)> _hp = new(StringComparer.Ordinal);
 
@@ -196,6 +197,72 @@ public sealed class LoraLayer : AdapterLayer
         var (ub, s, vh) = linalg.svd(basis.t().matmul(m));
         var u = basis.matmul(ub);
         return (u.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope(), vh.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Evaluate the first active adapter together with the base layer through the fused native LoRA linear
+    /// (<see cref="torch.nn.functional.lora_linear"/>: one autograd node, the dropout mask drawn once and reused in backward,
+    /// only the r-wide activation saved for B, and the adapter path in the order of <see cref="ComputeOrder"/>). Further
+    /// active adapters add their unfused contribution. False runs base and adapter as separate modules. Same result up to
+    /// rounding either way; default true.
+    /// </summary>
+    public bool UseFusedKernel { get; set; } = true;
+
+    /// <summary>The compute order of the fused path (RunLoRA); default <see cref="LoraComputeOrder.Auto"/>.</summary>
+    public LoraComputeOrder ComputeOrder { get; set; } = LoraComputeOrder.Auto;
+
+    private bool CanFuse(string adapterName, out Linear a, out Linear b, out double p)
+    {
+        a = ADict[adapterName];
+        b = BDict[adapterName];
+        var drop = DropDict[adapterName];
+        p = drop.training ? drop.p : 0;
+        return UseFusedKernel && BaseLayer is Linear or Conv1D && a.weight.device.type != DeviceType.META;
+    }
+
+    private string? FirstHeld(IReadOnlyList<string> adapterNames)
+    {
+        for (int i = 0; i < adapterNames.Count; i++) if (HasAdapter(adapterNames[i])) return adapterNames[i];
+        return null;
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardAdapters(Tensor x, IReadOnlyList<string> adapterNames)
+    {
+        var first = FirstHeld(adapterNames);
+        if (first is null || !CanFuse(first, out var a, out var b, out var p)) return base.ForwardAdapters(x, adapterNames);
+        var result = nn.functional.lora_linear(x, BaseWeight, BaseBias, a.weight, b.weight, Hp(first).scaling, p, p > 0, null, ComputeOrder, FanInFanOut);
+        for (int i = 0; i < adapterNames.Count; i++)
+        {
+            var name = adapterNames[i];
+            if (name == first || !HasAdapter(name)) continue;
+            var d = AdapterOutput(x, name);
+            result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
+        }
+        return result;
+    }
+
+    /// <inheritdoc/>
+    public Tensor[]? TryForwardShared(Tensor input, IReadOnlyList<nn.Module<Tensor, Tensor>> group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (group.Count < 2 || group.Count > 3) return null;
+        var projections = new (Tensor weight, Tensor? bias, Tensor lora_A, Tensor lora_B, double scaling)[group.Count];
+        for (int i = 0; i < group.Count; i++)
+        {
+            if (group[i] is not LoraLayer l || l.AdaptersDisabled || l.Merged || l.MixedBatchAdapterNames is not null || l.FanInFanOut != FanInFanOut)
+                return null;
+            if (l.ActiveAdapters.Count != 1 || !l.HasAdapter(l.ActiveAdapters[0])) return null;
+            var name = l.ActiveAdapters[0];
+            if (!l.CanFuse(name, out var a, out var b, out var p) || p > 0) return null;
+            projections[i] = (l.BaseWeight, l.BaseBias, a.weight, b.weight, l.Hp(name).scaling);
+            if (i > 0 && (projections[i].weight.dtype != projections[0].weight.dtype || projections[i].lora_A.dtype != projections[0].lora_A.dtype)) return null;
+        }
+        if (projections[0].lora_B.dtype != projections[0].lora_A.dtype) return null;
+        using var scope = NewDisposeScope();
+        var outputs = nn.functional.lora_linear_shared(input, projections, FanInFanOut);
+        foreach (var o in outputs) o.MoveToOuterDisposeScope();
+        return outputs;
     }
 
     /// <inheritdoc/>

@@ -250,7 +250,7 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
         var projections = new (Tensor weight, Tensor? bias, Tensor lora_A, Tensor lora_B, double scaling)[group.Count];
         for (int i = 0; i < group.Count; i++)
         {
-            if (group[i] is not LoraLayer l || l.AdaptersDisabled || l.Merged || l.MixedBatchAdapterNames is not null || l.FanInFanOut != FanInFanOut)
+            if (group[i] is not LoraLayer l || l.AdaptersDisabled || (l.SkipAdaptersInTraining && l.training) || l.Merged || l.MixedBatchAdapterNames is not null || l.FanInFanOut != FanInFanOut)
                 return null;
             if (l.ActiveAdapters.Count != 1 || !l.HasAdapter(l.ActiveAdapters[0])) return null;
             var name = l.ActiveAdapters[0];

@@ -8,7 +8,7 @@ namespace Microsoft.ML.LowRank.Models;
 /// The library's built-in base model, so fine-tuning works without a model hub: a small LLaMA-style causal language
 /// model (about 4 M parameters, vocabulary 4096) pre-trained by this library on public-domain English (Moby Dick and the
 /// State of the Union addresses) by <c>eng/make_default_model.sh</c>; see docs/default-model.md for the recipe and its
-/// numbers. Its Hugging Face files (<c>config.json</c>, <c>model.safetensors</c> in float16, <c>tokenizer.json</c>,
+/// numbers. Its Hugging Face files (<c>config.json</c>, <c>model.safetensors</c> in bfloat16, <c>tokenizer.json</c>,
 /// <c>tokenizer_config.json</c>) are embedded resources of this assembly, extracted on first use to
 /// <c>&lt;cache&gt;/models/&lt;name&gt;-&lt;hash&gt;/</c> (<see cref="LowRankCache.Root"/>), where any HF-folder API
 /// (<see cref="PretrainedModel.Load"/>, <see cref="Tokenizer.FromDirectory"/>, the CLI) can read them.
@@ -90,7 +90,8 @@ public static class DefaultModel
     /// in <see cref="PretrainedModel.LoadReport"/>.</param>
     /// <param name="numLabels">Labels of a new classification head (default: the config's, 2).</param>
     /// <param name="device">Device (default CPU).</param>
-    /// <param name="dtype">Element type (default float32: the weights are stored in float16, which CPU kernels handle poorly).</param>
+    /// <param name="dtype">Element type (default float32: the weights are stored in bfloat16, whose CPU kernels are slow
+    /// and too coarse to train in).</param>
     /// <returns>The model.</returns>
     public static PretrainedModel Load(ModelTask task = ModelTask.CausalLM, int? numLabels = null, Device? device = null, ScalarType dtype = ScalarType.Float32) =>
         PretrainedModel.Load(EnsureCached(), task, device, dtype, numLabels);

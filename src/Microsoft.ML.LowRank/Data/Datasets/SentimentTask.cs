@@ -54,8 +54,10 @@ public sealed class ZeroShotOptions
     /// <summary>The continuation whose likelihood votes positive. Default <c>" good"</c>.</summary>
     public string PositiveWord { get; set; } = " good";
 
-    /// <summary>The continuation whose likelihood votes negative. Default <c>" bad"</c>.</summary>
-    public string NegativeWord { get; set; } = " bad";
+    /// <summary>The continuation whose likelihood votes negative. Default <c>" poor"</c>: the antonym of " good" that is
+    /// one token in the default model's vocabulary (" bad" is two: "Ġb" "ad"), chosen for that reason alone, before any
+    /// accuracy was looked at.</summary>
+    public string NegativeWord { get; set; } = " poor";
 
     /// <summary>
     /// Contextual calibration (Zhao et al., "Calibrate Before Use", ICML 2021): subtract the score the model gives the
@@ -204,7 +206,7 @@ public static class SentimentTask
 
     /// <summary>
     /// Sum over the continuation's tokens of log p(token | everything before it), for each prompt (right-padded batches
-    /// with an attention mask; float32; <c>no_grad</c>; eval mode).
+    /// with an attention mask; float32, or float64 for a float64 model; <c>no_grad</c>; eval mode).
     /// </summary>
     /// <param name="model">A causal LM.</param>
     /// <param name="prompts">Prompt token ids (at least one token each).</param>
@@ -252,7 +254,7 @@ public static class SentimentTask
                 var x = tensor(ids, new long[] { n, width });
                 var m = tensor(mask, new long[] { n, width });
                 var logits = model.forward(new ModelInputs { InputIds = x, AttentionMask = m }).Logits!;
-                var logp = nn.functional.log_softmax(logits.to_type(ScalarType.Float32), -1);
+                var logp = nn.functional.log_softmax(logits.dtype == ScalarType.Float64 ? logits : logits.to_type(ScalarType.Float32), -1);
                 var positions = tensor(targetPositions, new long[] { n, continuation.Length, 1 }).expand(n, continuation.Length, logp.size(2));
                 var tokens = tensor(continuation, new long[] { 1, continuation.Length, 1 }).expand(n, continuation.Length, 1);
                 // Rows of logp at the predicting positions [n, |c|, V], then the continuation tokens' entries [n, |c|, 1].

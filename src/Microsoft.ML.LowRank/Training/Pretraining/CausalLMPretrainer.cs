@@ -60,8 +60,10 @@ public sealed class PretrainingOptions
     /// <summary>Seed of the initialisation and the data order. Default 42.</summary>
     public int Seed { get; set; } = 42;
 
-    /// <summary>Element type of the saved weights. Default float16 (half the size of float32; see docs/default-model.md).</summary>
-    public ScalarType SaveDtype { get; set; } = ScalarType.Float16;
+    /// <summary>Element type of the saved weights. Default bfloat16: half the size of float32, and unlike float16 it has
+    /// CPU matmul kernels in libtorch 1.13, so <c>PretrainedModel.Load(folder)</c> without a dtype still runs on the CPU
+    /// (see docs/default-model.md).</summary>
+    public ScalarType SaveDtype { get; set; } = ScalarType.BFloat16;
 
     /// <summary>Log a progress line every this many steps. Default 50.</summary>
     public int LoggingSteps { get; set; } = 50;

@@ -18,9 +18,10 @@ if [[ -z "${LOWRANK_BUILD_ARGS:-}" ]]; then bash eng/setup.sh; fi
 mkdir -p "$(dirname "$out")"
 # shellcheck disable=SC2086
 dotnet build src/LowRank.Cli -c Release ${LOWRANK_BUILD_ARGS:-} > "$out.build.log" 2>&1 || { cat "$out.build.log"; exit 1; }
-args=(pretrain --output "$out" --steps 1800 --batch-size 16 --lr 2e-3 --warmup 100 --seed 42
+# Checkpoints every 100 steps under <output>.checkpoints: rerunning after an interruption resumes where it stopped.
+args=(pretrain --output "$out" --checkpoints "$out.checkpoints" --steps 1800 --batch-size 16 --lr 2e-3 --warmup 100 --seed 42
       --vocab 4096 --hidden 256 --layers 4 --heads 4 --intermediate 688 --seq 128 --max-positions 256 --dtype bfloat16)
-echo "lowrank ${args[*]}" | tee "$out.log"
+echo "$(date -u +%FT%TZ) lowrank ${args[*]}" | tee -a "$out.log"
 start=$(date +%s)
 dotnet src/LowRank.Cli/bin/Release/net10.0/lowrank.dll "${args[@]}" 2>&1 | tee -a "$out.log"
 echo "wall time: $(( $(date +%s) - start )) s on $(nproc) cores ($(uname -m)); libtorch threads: ${LOWRANK_NUM_THREADS:-default}" | tee -a "$out.log"

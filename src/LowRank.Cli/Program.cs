@@ -58,7 +58,8 @@ public static class Program
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
             "                           TSV rows prompt<TAB>response or text\n" +
             "  pretrain --output <folder> [--corpus <file.txt|.jsonl>] [--steps N --batch-size N --lr X --warmup N --seed N\n" +
-            "           --vocab N --hidden N --layers N --heads N --intermediate N --seq N --max-positions N --dtype float16|bfloat16|float32]\n" +
+            "           --vocab N --hidden N --layers N --heads N --intermediate N --seq N --max-positions N --dtype float16|bfloat16|float32\n" +
+            "           --checkpoints <folder> --checkpoint-steps N]   (a rerun with the same --checkpoints folder resumes)\n" +
             "                           pre-train a LLaMA-style base model and its byte-level BPE tokenizer from text (default corpus:\n" +
             "                           Moby Dick + State of the Union, fetched from npm); writes a HF folder (see eng/make_default_model.sh)\n" +
             "options: --json            machine-readable output");
@@ -359,6 +360,8 @@ public static class Program
         o.SequenceLength = Int("--seq", o.SequenceLength);
         o.MaxPositionEmbeddings = Int("--max-positions", Math.Max(o.MaxPositionEmbeddings, o.SequenceLength));
         o.LoggingSteps = Int("--log-steps", o.LoggingSteps);
+        o.CheckpointFolder = Option(args, "--checkpoints");
+        o.CheckpointSteps = Int("--checkpoint-steps", o.CheckpointSteps);
         if (Option(args, "--lr") is { } lr) o.LearningRate = double.Parse(lr, inv);
         if (Option(args, "--dtype") is { } dt)
             o.SaveDtype = dt switch

@@ -34,6 +34,8 @@ public class SentimentDataTests
             Assert.Equal([new SentimentSentence("Great!", true, "x"), new SentimentSentence("Awful.", false, "x")], UciSentiment.LoadFile(path, "x"));
             File.WriteAllText(path, "[{\"text\":\"ok\",\"class\":1},{\"text\":\"no label\",\"class\":null}]");
             Assert.Contains("row 1", Assert.Throws<InvalidDataException>(() => UciSentiment.LoadFile(path, "x")).Message);
+            File.WriteAllText(path, "[{\"text\":\" \",\"class\":1}]");
+            Assert.Contains("row 0 has no text", Assert.Throws<InvalidDataException>(() => UciSentiment.LoadFile(path, "x")).Message);
             File.WriteAllText(path, "[{\"text\":\"ok\",\"class\":2}]");
             Assert.Contains("row 0", Assert.Throws<InvalidDataException>(() => UciSentiment.LoadFile(path, "x")).Message);
         }

@@ -73,6 +73,40 @@ public class PretrainingTests
     }
 
     [Fact]
+    public void AnInterruptedRunResumesFromItsCheckpointAndEndsIdentically()
+    {
+        var docs = GrammarCorpus(80, 5);
+        var validation = GrammarCorpus(8, 6);
+        string root = Directory.CreateTempSubdirectory("lowrank-pretrain-resume-").FullName;
+        try
+        {
+            PretrainingOptions Options(string name) => new()
+            {
+                VocabularySize = 300, HiddenSize = 32, Layers = 1, Heads = 2, IntermediateSize = 64, SequenceLength = 16, MaxPositionEmbeddings = 32,
+                BatchSize = 4, Steps = 12, WarmupSteps = 2, LearningRate = 1e-2, LoggingSteps = 1,
+                CheckpointFolder = Path.Combine(root, name + ".checkpoints"), CheckpointSteps = 4,
+            };
+            var whole = CausalLMPretrainer.Run(docs, validation, Path.Combine(root, "whole"), Options("whole"));
+
+            // Stop the second run after step 6 (checkpoint-4 exists), then run it again with the same folders.
+            using var cts = new CancellationTokenSource();
+            Assert.Throws<OperationCanceledException>(() => CausalLMPretrainer.Run(docs, validation, Path.Combine(root, "cut"), Options("cut"),
+                line => { if (line.StartsWith("step 6/", StringComparison.Ordinal)) cts.Cancel(); }, cts.Token));
+            Assert.True(Directory.Exists(Path.Combine(root, "cut.checkpoints", "checkpoint-4")));
+            var lines = new List<string>();
+            var resumed = CausalLMPretrainer.Run(docs, validation, Path.Combine(root, "cut"), Options("cut"), lines.Add);
+            Assert.Contains(lines, l => l.StartsWith("resuming from", StringComparison.Ordinal));
+            Assert.Equal(12, resumed.Steps);
+            Assert.Equal(whole.ValidationPerplexity, resumed.ValidationPerplexity); // bit-identical on the CPU
+            Assert.Equal(File.ReadAllBytes(Path.Combine(root, "whole", "model.safetensors")), File.ReadAllBytes(Path.Combine(root, "cut", "model.safetensors")));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void PerplexityIsExpOfTheMeanTokenNll()
     {
         using var scope = NewDisposeScope();

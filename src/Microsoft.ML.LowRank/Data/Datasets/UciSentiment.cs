@@ -36,7 +36,7 @@ public static class UciSentiment
 
     /// <summary>
     /// Reads one fixture file: a JSON array of <c>{"text": string, "class": 0|1}</c>. A row with an empty text and a null
-    /// class (the package's trailing sentinel) is skipped; any other row without a 0/1 class or a text is an error.
+    /// class (the package's trailing sentinel) is skipped; any other row without a 0/1 class or a non-empty text is an error.
     /// </summary>
     /// <param name="path">The file.</param>
     /// <param name="source">The source name stored in each sentence.</param>
@@ -61,7 +61,7 @@ public static class UciSentiment
                 row++;
                 continue; // the sentinel row
             }
-            if (text is null) throw new InvalidDataException($"{path}: row {row} has no text.");
+            if (string.IsNullOrWhiteSpace(text)) throw new InvalidDataException($"{path}: row {row} has no text.");
             if (!hasClass || !c.TryGetInt32(out int label) || label is not (0 or 1))
                 throw new InvalidDataException($"{path}: row {row} has no class 0 or 1.");
             result.Add(new SentimentSentence(text.Trim(), label == 1, source));

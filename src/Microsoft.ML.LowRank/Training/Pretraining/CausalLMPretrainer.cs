@@ -68,6 +68,14 @@ public sealed class PretrainingOptions
     /// <summary>Log a progress line every this many steps. Default 50.</summary>
     public int LoggingSteps { get; set; } = 50;
 
+    /// <summary>Folder for training checkpoints (every <see cref="CheckpointSteps"/> steps, the last 2 kept); a run
+    /// started again with the same folder and settings resumes from the latest one and ends exactly as an uninterrupted
+    /// run would (the trainer's resume is bit-identical on the CPU). Null disables checkpoints. Default null.</summary>
+    public string? CheckpointFolder { get; set; }
+
+    /// <summary>Steps between checkpoints. Default 100.</summary>
+    public int CheckpointSteps { get; set; } = 100;
+
     /// <summary>The <c>_name_or_path</c> written into config.json. Default "lowrank-tiny-llama-en".</summary>
     public string ModelName { get; set; } = "lowrank-tiny-llama-en";
 
@@ -92,6 +100,7 @@ public sealed class PretrainingOptions
         Check(double.IsFinite(LearningRate) && LearningRate > 0, nameof(LearningRate), LearningRate, "must be > 0");
         Check(SaveDtype is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16, nameof(SaveDtype), SaveDtype, "must be Float32, Float16 or BFloat16");
         Check(LoggingSteps >= 1, nameof(LoggingSteps), LoggingSteps, "must be >= 1");
+        Check(CheckpointSteps >= 1, nameof(CheckpointSteps), CheckpointSteps, "must be >= 1");
     }
 }
 
@@ -116,7 +125,7 @@ public sealed record PretrainingReport
     /// <summary>Validation tokens scored (the predicted ones: every token of a chunk but its first).</summary>
     public required long ValidationTokens { get; init; }
 
-    /// <summary>Optimizer steps taken.</summary>
+    /// <summary>Optimizer steps taken (in total, also when the run resumed from a checkpoint).</summary>
     public required int Steps { get; init; }
 
     /// <summary>Training tokens seen (steps × batch × sequence length).</summary>
@@ -249,13 +258,18 @@ public static class CausalLMPretrainer
             Seed = o.Seed,
             DropLastBatch = true,
             LoggingSteps = o.LoggingSteps,
+            CheckpointFolder = o.CheckpointFolder,
+            SaveSteps = o.CheckpointFolder is null ? 0 : o.CheckpointSteps,
+            KeepLastCheckpoints = 2,
         };
+        string? resume = o.CheckpointFolder is { } ck && Directory.Exists(ck) ? Checkpoints.FindLatest(ck) : null;
+        if (resume is not null) log($"resuming from {resume}");
         var trainingClock = Stopwatch.StartNew();
         TrainingResult result;
         using (var t = new Trainer(model, trainerOptions))
         {
             t.Progress += (_, p) => log(p.ToString());
-            result = t.Train(source, cancellationToken: cancellationToken);
+            result = t.Train(source, resumeFromCheckpoint: resume, cancellationToken: cancellationToken);
         }
         var trainingTime = trainingClock.Elapsed;
         model.eval();

@@ -11,13 +11,13 @@ public static partial class Program
     private static int Compare(string[] args)
     {
         var inv = CultureInfo.InvariantCulture;
-        var (model, data, source) = CompareDefaults(args);
+        var (model, data, source, fixedSplit) = CompareDefaults(args);
         var methods = Option(args, "--methods") is { } m && m != "all"
             ? m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : DefaultComparisonMethods();
         var seed = int.Parse(Option(args, "--seed") ?? "42", inv);
         var testFraction = double.Parse(Option(args, "--test-fraction") ?? "0.2", inv);
-        var (train, test) = SplitRows(data, testFraction, seed);
+        var (train, test) = fixedSplit ?? SplitRows(data, testFraction, seed);
         var options = new ComparisonOptions
         {
             ModelFolder = model,
@@ -69,11 +69,16 @@ public static partial class Program
     private static string[] DefaultComparisonMethods()
         => AdapterMethods.Methods.Select(m => m.Name).Where(n => n != "rslora").ToArray();
 
-    private static (string model, List<LabelledText> rows, string source) CompareDefaults(string[] args)
+    /// <summary>The model folder (default: the embedded default model) and the data (default: the UCI sentiment sentences
+    /// with <see cref="Data.SentimentTask"/>'s stratified split, label 1 = positive).</summary>
+    private static (string model, List<LabelledText> rows, string source, (List<LabelledText>, List<LabelledText>)? split) CompareDefaults(string[] args)
     {
-        var model = Option(args, "--model") ?? throw new ArgumentException("compare needs --model <folder> (the embedded default model is not available in this build)");
-        var data = Option(args, "--data") ?? throw new ArgumentException("compare needs --data <file.jsonl|.tsv> with text and label");
-        return (model, ReadLabelledRows(data), data);
+        var model = Option(args, "--model") ?? Models.DefaultModel.EnsureCached();
+        if (Option(args, "--data") is { } data) return (model, ReadLabelledRows(data), data, null);
+        var s = Data.SentimentTask.Load();
+        List<LabelledText> Rows(IReadOnlyList<Data.SentimentSentence> x) => x.Select(r => new LabelledText(r.Text, r.Label ? 1 : 0)).ToList();
+        var (train, test) = (Rows(s.Train), Rows(s.Test));
+        return (model, [.. train, .. test], "UCI sentiment (amazon, imdb, yelp; SentimentTask split)", (train, test));
     }
 
     /// <summary>Reads labelled rows: JSONL objects with "text" and "label" (or "class"), or TSV text&lt;TAB&gt;label.</summary>

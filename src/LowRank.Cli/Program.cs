@@ -31,6 +31,7 @@ public static partial class Program
                 "methods" => Methods(args.Skip(1).ToArray()),
                 "compare" => Compare(args.Skip(1).ToArray()),
                 "train" => TrainCommand.Run(args.Skip(1).ToArray()),
+                "sentiment" => SentimentJob.Run(args.Skip(1).ToArray()),
                 "pretrain" => Pretrain(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
@@ -57,7 +58,8 @@ public static partial class Program
             "  compare [--model <folder>] [--data <file.jsonl|.tsv>] [--methods a,b,c|all] [--rank R] [--epochs N] [--max-steps N]\n" +
             "          [--lr X] [--batch-size N] [--max-length N] [--test-fraction F] [--seed N] [--output <folder>]\n" +
             "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
-            "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label)\n" +
+            "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label);\n" +
+            "                           defaults: the embedded default model and the UCI sentiment task\n" +
             "  merge <model-folder> <adapter-folder> --output <folder> [--approximate]   merge a PEFT-format adapter into a HF\n" +
             "           model folder (--approximate: also adapters whose merge is approximate, e.g. ResLoRA is/ms)\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
@@ -65,6 +67,7 @@ public static partial class Program
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
             "                           TSV rows prompt<TAB>response or text\n" +
             TrainCommand.Usage + "\n" +
+            SentimentJob.Usage + "\n" +
             "  pretrain --output <folder> [--corpus <file.txt|.jsonl>] [--steps N --batch-size N --lr X --warmup N --seed N\n" +
             "           --vocab N --hidden N --layers N --heads N --intermediate N --seq N --max-positions N --dtype float16|bfloat16|float32\n" +
             "           --checkpoints <folder> --checkpoint-steps N]   (a rerun with the same --checkpoints folder resumes)\n" +

@@ -57,6 +57,7 @@ public static partial class Program
             "  methods                  the adapter methods --method accepts\n" +
             "  compare [--model <folder>] [--data <file.jsonl|.tsv>] [--methods a,b,c|all] [--rank R] [--epochs N] [--max-steps N]\n" +
             "          [--lr X] [--batch-size N] [--max-length N] [--test-fraction F] [--seed N] [--output <folder>]\n" +
+            "          [--train-size N] [--targets all-linear|default|q_proj,v_proj]\n" +
             "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
             "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label);\n" +
             "                           defaults: the embedded default model and the UCI sentiment task\n" +

@@ -97,6 +97,20 @@ public sealed class Trainer : IDisposable
         if (o.ChunkedCrossEntropy is { } cc) pretrained.ChunkedCrossEntropy = cc;
     }
 
+    private IBatchSource PackTrainingData(IBatchSource train)
+    {
+        var pretrained = Model as PretrainedModel ?? (Model as Adapters.LowRankModel)?.Model;
+        if (pretrained is not null && pretrained.Config.Family is not (ModelFamily.Llama or ModelFamily.Gpt2))
+            throw new ArgumentException($"TrainerOptions.PackSequences needs a decoder (LLaMA family or GPT-2); this model is {pretrained.Config.Family}", nameof(train));
+        return train switch
+        {
+            PackedTokenBatcher p when Options.PackedLength is null || Options.PackedLength == p.PackedLength => p,
+            PackedTokenBatcher p => throw new ArgumentException($"the training data is packed to {p.PackedLength} tokens but TrainerOptions.PackedLength is {Options.PackedLength}", nameof(train)),
+            TokenBatcher t => PackedTokenBatcher.From(t, Options.PackedLength),
+            _ => throw new ArgumentException($"TrainerOptions.PackSequences needs a TokenBatcher as training data, got {train.GetType().Name}", nameof(train)),
+        };
+    }
+
     /// <summary>The memory plan of the run when <see cref="TrainerOptions.MemoryCheck"/> estimated one (null otherwise).</summary>
     public MemoryPlan? MemoryPlan { get; private set; }
 
@@ -186,6 +200,7 @@ public sealed class Trainer : IDisposable
         if (_started) throw new InvalidOperationException("a Trainer trains once; create a new Trainer and resume from a checkpoint to continue");
         _started = true;
         var o = Options;
+        if (o.PackSequences) train = PackTrainingData(train);
 
         int batchesPerEpoch = BatchCount(train.Count, o.BatchSize, o.DropLastBatch);
         if (batchesPerEpoch == 0)

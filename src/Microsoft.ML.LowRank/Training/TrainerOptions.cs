@@ -183,6 +183,18 @@ public sealed class TrainerOptions
     /// (<see cref="MemoryPlanner.AvailableBytes"/>). Default null.</summary>
     public long? MemoryBudgetBytes;
 
+    /// <summary>Pack the training examples of each micro-batch end to end into rows (<see cref="PackedTokenBatcher"/>):
+    /// positions restart per example and attention stays inside it, so the micro-batch holds the same examples and gives
+    /// the same loss as padded rows while the layers spend (almost) no compute on padding. The training data must be a
+    /// <see cref="TokenBatcher"/> (or already a <see cref="PackedTokenBatcher"/>) and the model a decoder (LLaMA family or
+    /// GPT-2); a custom loss function must pass <see cref="Batch.ToModelInputs"/> (position and sequence ids) to the model.
+    /// Validation data stays padded. Default false.</summary>
+    public bool PackSequences;
+
+    /// <summary>Tokens per packed row with <see cref="PackSequences"/>; null: the batcher's
+    /// <see cref="TokenBatcher.MaxLength"/>, or else its longest example. Default null.</summary>
+    public int? PackedLength;
+
     /// <summary>Checks every setting.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
     public void Validate()
@@ -215,6 +227,7 @@ public sealed class TrainerOptions
         Check(InitialLossScale > 0 && double.IsFinite(InitialLossScale), nameof(InitialLossScale), InitialLossScale, "must be a finite value > 0");
         Check(LossScaleGrowthInterval >= 1, nameof(LossScaleGrowthInterval), LossScaleGrowthInterval, "must be >= 1");
         Check(MemoryBudgetBytes is null || MemoryBudgetBytes > 0, nameof(MemoryBudgetBytes), MemoryBudgetBytes ?? 0, "must be > 0 (or null)");
+        Check(PackedLength is null || PackedLength >= 2, nameof(PackedLength), PackedLength ?? 0, "must be >= 2 (or null)");
     }
 
     /// <summary>A shallow copy.</summary>

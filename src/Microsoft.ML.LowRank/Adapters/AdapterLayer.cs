@@ -78,18 +78,21 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
             case Conv1D c:
                 InFeatures = c.in_features;
                 OutFeatures = c.out_features;
-                FanInFanOut = true;
+                break;
+            case QLora.QuantizedLinear q:
+                InFeatures = q.in_features;
+                OutFeatures = q.out_features;
                 break;
             default:
-                throw new NotSupportedException($"a {baseLayer.name} layer cannot be adapted: supported base layers are Linear and GPT-2's Conv1D");
+                throw new NotSupportedException($"a {baseLayer.name} layer cannot be adapted: supported base layers are Linear, GPT-2's Conv1D and QuantizedLinear (NF4)");
         }
         register_module("base_layer", baseLayer);
     }
 
-    /// <summary>Whether a module can be wrapped by an adapter layer (Linear or Conv1D).</summary>
+    /// <summary>Whether a module can be wrapped by an adapter layer (Linear, Conv1D, or an NF4 <see cref="QLora.QuantizedLinear"/>).</summary>
     /// <param name="module">The module.</param>
     /// <returns>True when supported.</returns>
-    public static bool IsSupportedBaseLayer(nn.Module module) => module is Linear or Conv1D;
+    public static bool IsSupportedBaseLayer(nn.Module module) => module is Linear or Conv1D or QLora.QuantizedLinear;
 
     /// <summary>The wrapped base layer.</summary>
     public nn.Module<Tensor, Tensor> BaseLayer => (nn.Module<Tensor, Tensor>)get_submodule("base_layer");
@@ -101,7 +104,7 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     public long OutFeatures { get; }
 
     /// <summary>True when the base weight is stored [in, out] (GPT-2's Conv1D; PEFT's <c>fan_in_fan_out</c>).</summary>
-    public bool FanInFanOut { get; }
+    public bool FanInFanOut => BaseLayer is Conv1D;
 
     /// <summary>The base weight as stored ([out, in] for Linear, [in, out] for Conv1D).</summary>
     public nn.Parameter BaseWeight => BaseLayer.get_parameter("weight");
@@ -109,8 +112,12 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     /// <summary>The base bias, or null.</summary>
     public nn.Parameter? BaseBias => BaseLayer.named_parameters(false).Where(p => p.name == "bias").Select(p => p.parameter).FirstOrDefault();
 
+    /// <summary>The floating-point type the base layer computes in: its weight's type, or for an NF4
+    /// <see cref="QLora.QuantizedLinear"/> (whose <see cref="BaseWeight"/> holds packed 4-bit codes) the type it dequantises to.</summary>
+    public ScalarType BaseType => BaseLayer is QLora.QuantizedLinear q ? q.ComputeType : BaseWeight.dtype;
+
     /// <summary>The type merges are computed in: float64 for a float64 base, else float32.</summary>
-    protected ScalarType MergeType => BaseWeight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+    protected ScalarType MergeType => BaseType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     // ------------------------------------------------------------------ adapters
 
@@ -145,6 +152,11 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     /// <inheritdoc/>
     public IReadOnlyList<string>? MixedBatchAdapterNames { get; set; }
 
+    /// <summary>When true and the layer is in training mode, forward is the base layer's alone: the adapters are skipped
+    /// and their weights get no gradient. Evaluation mode is unaffected (every active adapter runs). Set by layer-drop
+    /// schedules such as CoTo (<see cref="Coto.CotoOptions"/>). Default false.</summary>
+    public bool SkipAdaptersInTraining { get; set; }
+
     /// <summary>The adapters currently merged into the base weight, in merge order.</summary>
     public IReadOnlyList<string> MergedAdapters => _merged;
 
@@ -153,6 +165,10 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
 
     /// <summary>Whether merging reproduces the unmerged forward exactly (up to rounding).</summary>
     public virtual bool CanMergeExactly => true;
+
+    /// <summary>Lets <see cref="Merge"/> fold adapters whose merge is only an approximation (<see cref="CanMergeExactly"/>
+    /// false, e.g. ResLoRA's input and middle shortcuts); otherwise merging them throws. Default false.</summary>
+    public bool AllowApproximateMerge { get; set; }
 
     /// <inheritdoc/>
     public void DeleteAdapter(string adapterName)
@@ -181,7 +197,10 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     }
 
     /// <inheritdoc/>
-    public IEnumerable<(string name, nn.Parameter parameter)> AdapterParameters(string adapterName)
+    /// <remarks>These are the parameters <see cref="LowRankModel"/> makes trainable for an active adapter; a method whose
+    /// adapter holds frozen weights (e.g. already-trained experts under a trainable gate) overrides this and keeps them
+    /// out while <see cref="AdapterStateDict"/> still saves them.</remarks>
+    public virtual IEnumerable<(string name, nn.Parameter parameter)> AdapterParameters(string adapterName)
     {
         foreach (var (n, p) in named_parameters())
             if (BelongsTo(n, adapterName)) yield return (n, p);
@@ -229,17 +248,14 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     {
         var names = (adapterNames ?? _active).Where(n => _adapters.Contains(n) && !_merged.Contains(n)).Distinct().ToList();
         if (names.Count == 0) return;
-        if (!CanMergeExactly) throw new InvalidOperationException($"{name} adapters cannot be merged exactly");
+        if (BaseLayer is QLora.QuantizedLinear)
+            throw new InvalidOperationException("merging into a 4-bit NF4 base weight would re-quantise it (lossy), so it is not done: call QLoraOptions.DequantizeBase on the model first (the merge is then exact over the dequantised weights)");
+        if (!CanMergeExactly && !AllowApproximateMerge) throw new InvalidOperationException($"{name} adapters cannot be merged exactly (set AllowApproximateMerge to merge them approximately)");
         using var scope = NewDisposeScope();
         using var ng = no_grad();
         var w = BaseWeight;
         if (w.device.type == DeviceType.META) throw new InvalidOperationException("cannot merge on the meta device");
-        var acc = w.to_type(MergeType, copy: true);
-        foreach (var n in names)
-        {
-            var delta = GetDeltaWeight(n).to_type(MergeType);
-            acc = acc + (FanInFanOut ? delta.t() : delta);
-        }
+        var acc = MergeWeights(w.to_type(MergeType, copy: true), names);
         if (safeMerge && !acc.isfinite().all().item<bool>())
             throw new InvalidOperationException($"merging adapter(s) {string.Join(", ", names)} gives NaN or Inf weights; nothing was merged");
         if (_merged.Count == 0 && w.dtype != ScalarType.Float32 && w.dtype != ScalarType.Float64)
@@ -264,15 +280,43 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
         }
         else
         {
-            var acc = w.to_type(MergeType, copy: true);
-            for (int i = _merged.Count - 1; i >= 0; i--)
-            {
-                var delta = GetDeltaWeight(_merged[i]).to_type(MergeType);
-                acc = acc - (FanInFanOut ? delta.t() : delta);
-            }
-            w.copy_(acc);
+            w.copy_(UnmergeWeights(w.to_type(MergeType, copy: true), _merged));
         }
         _merged.Clear();
+    }
+
+    /// <summary>The base weight with <paramref name="adapterNames"/> folded in (default: + each adapter's
+    /// <see cref="GetDeltaWeight"/>, transposed for Conv1D). Methods whose merge is not additive (DoRA) or needs
+    /// bookkeeping (ResLoRA's merge ratios) override it together with <see cref="UnmergeWeights"/>.</summary>
+    /// <param name="weight">The weight as stored, in <see cref="MergeType"/> (a copy the method may consume).</param>
+    /// <param name="adapterNames">The adapters to fold in, in order.</param>
+    /// <returns>The merged weight, as stored, in <see cref="MergeType"/>.</returns>
+    protected virtual Tensor MergeWeights(Tensor weight, IReadOnlyList<string> adapterNames)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(adapterNames);
+        foreach (var n in adapterNames)
+        {
+            var delta = GetDeltaWeight(n).to_type(MergeType);
+            weight = weight + (FanInFanOut ? delta.t() : delta);
+        }
+        return weight;
+    }
+
+    /// <summary>The weight with the merged adapters taken back out (default: − each delta, last merged first).</summary>
+    /// <param name="weight">The merged weight as stored, in <see cref="MergeType"/> (a copy).</param>
+    /// <param name="mergedAdapters">The merged adapters in merge order.</param>
+    /// <returns>The unmerged weight, as stored, in <see cref="MergeType"/>.</returns>
+    protected virtual Tensor UnmergeWeights(Tensor weight, IReadOnlyList<string> mergedAdapters)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(mergedAdapters);
+        for (int i = mergedAdapters.Count - 1; i >= 0; i--)
+        {
+            var delta = GetDeltaWeight(mergedAdapters[i]).to_type(MergeType);
+            weight = weight - (FanInFanOut ? delta.t() : delta);
+        }
+        return weight;
     }
 
     /// <summary>Forgets merge bookkeeping after the merged weight has become the new base (merge-and-unload).</summary>
@@ -326,6 +370,8 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
             if (Merged) Unmerge();
             result = BaseLayer.call(input);
         }
+        else if (SkipAdaptersInTraining && training && !Merged)
+            result = BaseLayer.call(input);
         else if (rowAdapterNames is not null)
             result = MixedBatchForward(input, rowAdapterNames);
         else if (Merged)

@@ -80,6 +80,11 @@ public abstract class LowRankAdapterOptions
         _ => null,
     };
 
+    /// <summary>Adjusts these (already copied) options to the model they are about to be injected into, before target
+    /// modules are resolved (e.g. settings that depend on the number of blocks). Default: nothing.</summary>
+    /// <param name="model">The model.</param>
+    protected internal virtual void PrepareForModel(Models.PretrainedModel model) { }
+
     /// <summary>Wraps a base layer (Linear or GPT-2 Conv1D) in this method's adapter layer, with no adapter yet.</summary>
     /// <param name="baseLayer">The frozen base layer.</param>
     /// <returns>The adapter layer.</returns>
@@ -96,6 +101,24 @@ public abstract class LowRankAdapterOptions
     /// <param name="layer">An existing adapter layer.</param>
     /// <returns>True when this method can add an adapter to it.</returns>
     protected internal abstract bool IsCompatibleLayer(AdapterLayer layer);
+
+    /// <summary>Whether an adapter parameter of this method trains while its adapter is active and not in inference mode
+    /// (default: every adapter parameter does; LoRA-FA keeps its A factors frozen).</summary>
+    /// <param name="parameterName">The parameter's name inside its adapter module (e.g. "lora_A.default.weight",
+    /// "modules_to_save.default.weight").</param>
+    /// <returns>True when it trains.</returns>
+    protected internal virtual bool IsTrainableParameter(string parameterName) => true;
+    /// <summary>
+    /// Called once by <see cref="LowRankModel"/> before it creates this adapter's layers (PEFT's
+    /// <c>_pre_injection_hook</c>), with every module the target rules select (in model order; existing adapter layers
+    /// included). A method whose adapters share tensors across layers (VeRA's projections) creates them here and
+    /// registers them with <see cref="LowRankModel.RegisterSharedModule"/>. Default: nothing.
+    /// </summary>
+    /// <param name="model">The model being adapted.</param>
+    /// <param name="adapterName">The adapter's name.</param>
+    /// <param name="targets">The selected modules with their names.</param>
+    /// <param name="context">How weights are created (when loading, <see cref="AdapterCreationContext.Initialize"/> is false).</param>
+    protected internal virtual void PrepareInjection(LowRankModel model, string adapterName, IReadOnlyList<(string name, torch.nn.Module module)> targets, AdapterCreationContext context) { }
 
     /// <summary>A copy whose collections can be changed without touching this one.</summary>
     /// <returns>The copy.</returns>
@@ -307,6 +330,43 @@ public static class AdapterMethods
     /// <summary>Every method, in the order <see cref="LowRankAdapterOptions.FromJson"/> tries them (specific first).</summary>
     public static IReadOnlyList<AdapterMethod> Methods { get; } = new AdapterMethod[]
     {
+        new("lorafa", "LoRA-FA: LoRA with A frozen, B trained on its (A·Aᵀ)⁻¹/s²-projected gradient (Zhang et al., 2308.03303)", () => new LoraFa.LoraFaOptions()),
+        new("lorapro", "LoRA-Pro: LoRA steps following Adam on the equivalent full gradient (Wang et al., 2407.18242)", () => new LoraPro.LoraProOptions()),
+        new("lorarite", "LoRA-RITE: transformation-invariant matrix-preconditioned LoRA optimizer (Yen et al., 2410.20625)", () => new LoraRite.LoraRiteOptions()),
+        new("plora", "PeriodicLoRA: LoRA unloaded into the base and restarted every stage (Meng et al., 2402.16141)", () => new PeriodicLora.PeriodicLoraOptions()),
+        new("cola", "COLA, Chain of LoRA: LoRA links merged into the base one after another (Xia et al., 2401.04151)", () => new Cola.ColaOptions()),
+        new("deltalora", "Delta-LoRA: LoRA whose per-step change lambda·s·d(B·A) also updates W (Zi et al., 2309.02411)", () => new DeltaLora.DeltaLoraOptions()),
+        new("coto", "CoTo/CopRA: LoRA with progressive random layer activation (Zhuang et al., 2410.22911, 2506.05713)", () => new Coto.CotoOptions()),
+        new("qlora", "QLoRA: LoRA over NF4 4-bit base weights with double quantisation (Dettmers et al., 2305.14314)", () => new QLora.QLoraOptions()),
+        new("loradrop", "LoRA-drop: LoRA kept on the layers whose output ||dW x||^2 matters, one shared LoRA per module type elsewhere (Zhou et al., 2402.07721)", () => new LoraDrop.LoraDropOptions()),
+        new("adalora", "AdaLoRA: SVD-shaped P·diag(E)·Q with importance-driven rank allocation to a cubic budget (Zhang et al., 2303.10512)", () => new AdaLora.AdaLoraOptions()),
+        new("loraprune", "LoRAPrune: LoRA plus structured pruning of heads and MLP channels by LoRA-gradient importance (Zhang et al., 2305.18403)", () => new LoraPrune.LoraPruneOptions()),
+        new("molora", Mixture.MixtureOfLoraExpertsOptions.Describe("molora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("molora")),
+        new("mixlora", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora")),
+        new("mixlora-dynamic", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora-dynamic"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora-dynamic")),
+        new("mixlora-switch", Mixture.MixtureOfLoraExpertsOptions.Describe("mixlora-switch"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mixlora-switch")),
+        new("loramoe", Mixture.MixtureOfLoraExpertsOptions.Describe("loramoe"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("loramoe")),
+        new("mola", Mixture.MixtureOfLoraExpertsOptions.Describe("mola"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola")),
+        new("mola-8642", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-8642"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-8642")),
+        new("mola-3773", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-3773"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-3773")),
+        new("mola-5555", Mixture.MixtureOfLoraExpertsOptions.Describe("mola-5555"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mola-5555")),
+        new("moelora", Mixture.MixtureOfLoraExpertsOptions.Describe("moelora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moelora")),
+        new("mmoelora", Mixture.MixtureOfLoraExpertsOptions.Describe("mmoelora"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mmoelora")),
+        new("moa", Mixture.MixtureOfLoraExpertsOptions.Describe("moa"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moa")),
+        new("moral", Mixture.MixtureOfLoraExpertsOptions.Describe("moral"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("moral")),
+        new("pesc", Mixture.MixtureOfLoraExpertsOptions.Describe("pesc"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("pesc")),
+        new("adamix", Mixture.MixtureOfLoraExpertsOptions.Describe("adamix"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("adamix")),
+        new("sira", Mixture.MixtureOfLoraExpertsOptions.Describe("sira"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("sira")),
+        new("mocle", Mixture.MixtureOfLoraExpertsOptions.Describe("mocle"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mocle")),
+        new("octavius", Mixture.MixtureOfLoraExpertsOptions.Describe("octavius"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("octavius")),
+        new("llava-mole", Mixture.MixtureOfLoraExpertsOptions.Describe("llava-mole"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("llava-mole")),
+        new("mole", Mixture.MixtureOfLoraExpertsOptions.Describe("mole"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mole")),
+        new("poly", Mixture.MixtureOfLoraExpertsOptions.Describe("poly"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("poly")),
+        new("mlore", Mixture.MixtureOfLoraExpertsOptions.Describe("mlore"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mlore")),
+        new("mosa", Mixture.MixtureOfLoraExpertsOptions.Describe("mosa"), () => Mixture.MixtureOfLoraExpertsOptions.FromPreset("mosa")),
+        new("dora", "DoRA: m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row, trainable magnitude m (Liu et al., 2402.09353)", () => new Dora.DoraOptions()),
+        new("vera", "VeRA: shared frozen random A, B; per layer only λ_b ⊙ B·(λ_d ⊙ A) trains (Kopiczko et al., 2310.11454)", () => new Vera.VeraOptions()),
+        new("reslora", "ResLoRA: LoRA with residual shortcuts between same-name layers, is/bs/ms (Shi et al., 2402.18039)", () => new ResLora.ResLoraOptions()),
         // New methods go above this line (the more specific a config reader, the earlier).
         new("lora", "LoRA: W + (alpha/r)·B·A (Hu et al., 2106.09685)", () => new Lora.LoraOptions()),
         new("rslora", "rsLoRA: LoRA with scaling alpha/sqrt(r) (Kalajdzievski, 2312.03732)", () => new Lora.LoraOptions { UseRsLora = true }),

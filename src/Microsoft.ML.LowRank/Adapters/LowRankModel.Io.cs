@@ -25,8 +25,9 @@ public sealed class AdapterSaveOptions
 public sealed partial class LowRankModel
 {
     /// <summary>An adapter's tensors under PEFT's file keys: <c>base_model.model.&lt;module&gt;.lora_A.weight</c> (the adapter
-    /// name removed) and, for modules to save, <c>base_model.model.&lt;module&gt;.weight</c>. Aliases of the model's
-    /// storage; the caller disposes them.</summary>
+    /// name removed), for modules to save <c>base_model.model.&lt;module&gt;.weight</c>, and for tensors a method shares
+    /// across layers <c>base_model.&lt;name&gt;</c> (VeRA's <c>base_model.vera_A</c>). Aliases of the model's storage; the
+    /// caller disposes them.</summary>
     /// <param name="adapterName">The adapter.</param>
     /// <returns>Key-to-tensor map in model order.</returns>
     public Dictionary<string, Tensor> GetAdapterStateDict(string adapterName)
@@ -37,6 +38,9 @@ public sealed partial class LowRankModel
         foreach (var (path, m) in AdapterModules())
             foreach (var (k, t) in m.AdapterStateDict(adapterName))
                 d[AdapterFiles.KeyPrefix + path + "." + k] = t;
+        foreach (var (name, m) in _shared)
+            foreach (var (k, t) in m.AdapterStateDict(adapterName))
+                d["base_model." + name + (k.Length == 0 ? "" : "." + k)] = t;
         return d;
     }
 

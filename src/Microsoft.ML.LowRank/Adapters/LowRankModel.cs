@@ -17,6 +17,7 @@ public sealed partial class LowRankModel : nn.Module
 {
     private readonly Dictionary<string, LowRankAdapterOptions> _configs = new(StringComparer.Ordinal);
     private readonly List<string> _adapterOrder = new();
+    private readonly List<(string name, IAdapterModule module)> _shared = new();
     private List<string> _active = new();
     private bool _unloaded;
 
@@ -93,6 +94,7 @@ public sealed partial class LowRankModel : nn.Module
             throw new ArgumentException($"cannot combine adapters of different methods: this model holds {PeftType} adapters, not {options.PeftType}");
         var opts = options.Clone();
         opts.Validate();
+        opts.PrepareForModel(Model);
         opts.TaskType ??= TaskTypeOf(Model.Task);
         opts.TargetModules ??= opts.DefaultTargetModules(Model.Config.ModelType)
             ?? throw new ArgumentException($"no default target modules for model type '{Model.Config.ModelType}': set TargetModules. {TargetMatcher.Available(TargetMatcher.Candidates(Model))}");
@@ -104,6 +106,33 @@ public sealed partial class LowRankModel : nn.Module
         }
         return opts;
     }
+
+    /// <summary>
+    /// Registers a module that holds tensors an adapter method shares across layers, as a child of <c>base_model</c>
+    /// next to the model (PEFT keeps VeRA's projections there: <c>base_model.vera_A.&lt;adapter&gt;</c>). Its
+    /// <see cref="IAdapterModule.AdapterStateDict"/> entries are saved and loaded under <c>base_model.&lt;name&gt;</c>
+    /// (plus <c>.&lt;key&gt;</c> when the key is not empty), and deleting an adapter deletes its entries. Registering a
+    /// name again returns the module already registered.
+    /// </summary>
+    /// <typeparam name="T">The module type.</typeparam>
+    /// <param name="name">The child name (no dots), e.g. "vera_A".</param>
+    /// <param name="create">Creates the module when none has that name.</param>
+    /// <returns>The registered module.</returns>
+    public T RegisterSharedModule<T>(string name, Func<T> create) where T : nn.Module, IAdapterModule
+    {
+        ArgumentNullException.ThrowIfNull(create);
+        CheckUsable();
+        if (name == "model") throw new ArgumentException("'model' is the wrapped model's name under base_model; choose another name", nameof(name));
+        foreach (var (n, m) in _shared)
+            if (n == name) return m as T ?? throw new InvalidOperationException($"shared module '{name}' is a {((nn.Module)m).name}, not a {typeof(T).Name}");
+        var module = create();
+        get_submodule("base_model").register_module(name, module);
+        _shared.Add((name, module));
+        return module;
+    }
+
+    /// <summary>The shared modules (see <see cref="RegisterSharedModule"/>) with their names under <c>base_model</c>.</summary>
+    public IReadOnlyList<(string name, IAdapterModule module)> SharedModules => _shared;
 
     /// <summary>PEFT's task_type for a model task.</summary>
     /// <param name="task">The task.</param>
@@ -135,6 +164,7 @@ public sealed partial class LowRankModel : nn.Module
     private void Inject(string adapterName, LowRankAdapterOptions opts, AdapterCreationContext context, Func<string, bool>? keep)
     {
         var targets = TargetMatcher.FindTargets(Model, opts);
+        var selected = targets.ToList();
         var candidates = TargetMatcher.Candidates(Model);
         // PEFT stores "all-linear" expanded into the short names of the modules it selected.
         if (opts.TargetModules!.IsAllLinear)
@@ -163,6 +193,7 @@ public sealed partial class LowRankModel : nn.Module
         var touched = new List<IAdapterModule>();
         try
         {
+            opts.PrepareInjection(this, adapterName, selected, context);
             foreach (var (path, module) in targets)
             {
                 if (module is AdapterLayer existing)
@@ -186,6 +217,7 @@ public sealed partial class LowRankModel : nn.Module
         {
             foreach (var t in touched) t.DeleteAdapter(adapterName);
             foreach (var (path, original) in created) Model.set_submodule(path, original);
+            foreach (var (_, m) in _shared) m.DeleteAdapter(adapterName);
             throw;
         }
         _configs[adapterName] = opts;
@@ -273,7 +305,7 @@ public sealed partial class LowRankModel : nn.Module
             foreach (var a in _active)
             {
                 if (_configs[a].InferenceMode) continue;
-                foreach (var (_, p) in m.AdapterParameters(a)) p.requires_grad = true;
+                foreach (var (n, p) in m.AdapterParameters(a)) p.requires_grad = _configs[a].IsTrainableParameter(n);
             }
     }
 
@@ -294,6 +326,7 @@ public sealed partial class LowRankModel : nn.Module
 
     private void RemoveAdapterEverywhere(string adapterName)
     {
+        foreach (var (_, m) in _shared) m.DeleteAdapter(adapterName);
         foreach (var (path, m) in AdapterModules().ToList())
         {
             m.DeleteAdapter(adapterName);
@@ -387,6 +420,8 @@ public sealed partial class LowRankModel : nn.Module
                     break;
             }
         }
+        foreach (var (_, m) in _shared)
+            foreach (var a in m.AdapterNames.ToList()) m.DeleteAdapter(a);
         _unloaded = true;
         return Model;
     }
@@ -454,14 +489,16 @@ public sealed partial class LowRankModel : nn.Module
 
     // ------------------------------------------------------------------ parameter accounting
 
-    /// <summary>Trainable and total parameter counts (shared parameters once; works on the meta device).</summary>
+    /// <summary>Trainable and total parameter counts (shared parameters once; works on the meta device). A packed 4-bit
+    /// weight (a uint8 parameter of <see cref="QLora.QuantizedLinear"/>) counts two parameters per byte, as PEFT counts
+    /// bitsandbytes' Params4bit.</summary>
     /// <returns>(trainable, all).</returns>
     public (long trainable, long all) GetNbTrainableParameters()
     {
         long t = 0, all = 0;
         foreach (var p in parameters())
         {
-            var n = p.numel();
+            var n = p.dtype == ScalarType.Byte ? 2 * p.numel() : p.numel();
             all += n;
             if (p.requires_grad) t += n;
         }

@@ -143,6 +143,12 @@ public sealed class ValueToKeyMappingTransformer : ITransformer
     /// <summary>The (output column, input column) pairs.</summary>
     public IReadOnlyList<InputOutputColumnPair> Columns => _columns;
 
+    /// <summary>The learned dictionaries, one per column (for model persistence).</summary>
+    internal IReadOnlyList<KeyMap> Maps => _maps;
+
+    /// <summary>Whether the key values annotation holds the values as text (for model persistence).</summary>
+    internal bool KeyValuesAsText => _asText;
+
     /// <summary>The learned values of an output column, as text, in key order (item 0 is key 1).</summary>
     /// <param name="outputColumnName">An output column of this transformer.</param>
     /// <returns>The values.</returns>

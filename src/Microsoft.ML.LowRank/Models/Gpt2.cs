@@ -86,7 +86,7 @@ public sealed class Gpt2Attention : nn.Module
 }
 
 /// <summary>GPT-2 MLP: c_proj(act(c_fc(x))).</summary>
-public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
+public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>, IFeedForwardBlock
 {
     private readonly Activation _act;
 
@@ -102,8 +102,24 @@ public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc/>
+    public string? GateProjectionName => null;
+
+    /// <inheritdoc/>
+    public string UpProjectionName => "c_fc";
+
+    /// <inheritdoc/>
+    public string DownProjectionName => "c_proj";
+
+    /// <inheritdoc/>
+    public nn.Module<Tensor, Tensor> Projection(string name) => (nn.Module<Tensor, Tensor>)get_submodule(name);
+
+    /// <inheritdoc/>
+    public Tensor Activate(Tensor? gate, Tensor up) => _act.call(up);
+
+    /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
+        if (get_submodule("c_fc") is IFeedForwardBlockOverride o && o.ForwardBlock(this, x) is { } overridden) return overridden;
         using var scope = NewDisposeScope();
         // Children are looked up as plain unary modules so adapter layers can replace them.
         var y = ((nn.Module<Tensor, Tensor>)get_submodule("c_proj")).call(_act.call(((nn.Module<Tensor, Tensor>)get_submodule("c_fc")).call(x)));

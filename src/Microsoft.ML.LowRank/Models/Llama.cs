@@ -58,7 +58,7 @@ public sealed class LlamaAttention : nn.Module
 }
 
 /// <summary>The gated MLP: down(act(gate(x)) · up(x)).</summary>
-public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+public sealed class LlamaMlp : nn.Module<Tensor, Tensor>, IFeedForwardBlock
 {
     private readonly Activation _act;
 
@@ -75,8 +75,24 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc/>
+    public string? GateProjectionName => "gate_proj";
+
+    /// <inheritdoc/>
+    public string UpProjectionName => "up_proj";
+
+    /// <inheritdoc/>
+    public string DownProjectionName => "down_proj";
+
+    /// <inheritdoc/>
+    public nn.Module<Tensor, Tensor> Projection(string name) => P(name);
+
+    /// <inheritdoc/>
+    public Tensor Activate(Tensor? gate, Tensor up) => _act.call(gate ?? throw new ArgumentNullException(nameof(gate))) * up;
+
+    /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
+        if (P("gate_proj") is IFeedForwardBlockOverride o && o.ForwardBlock(this, x) is { } overridden) return overridden;
         using var scope = NewDisposeScope();
         var gu = SharedInputProjections.Forward(x, P("gate_proj"), P("up_proj"));
         var g = _act.call(gu[0]);

@@ -404,6 +404,8 @@ public sealed class Trainer : IDisposable
                 var loss = lossOrNull ?? throw new TrainingException("the loss function returned null", stepNo, _state.Epoch);
                 if (loss.numel() != 1)
                     throw new TrainingException($"the loss function must return a scalar, got shape [{string.Join(", ", loss.shape)}]", stepNo, _state.Epoch);
+                foreach (var h in Hooks)
+                    if (h.AuxiliaryLoss(ctx) is { } extra) loss = loss + extra;
                 if (!loss.requires_grad)
                     throw new TrainingException("the loss does not depend on any parameter that requires grad (is everything frozen, or was the loss computed under no_grad?)", stepNo, _state.Epoch);
                 double value = loss.ToDouble();
@@ -517,6 +519,13 @@ public sealed class Trainer : IDisposable
     {
         var handler = Progress;
         if (handler is null) return;
+        Dictionary<string, double>? metrics = null;
+        if (kind == TrainingProgressKind.Step && _ctx is { } hctx)
+        {
+            var m = new Dictionary<string, double>(StringComparer.Ordinal);
+            foreach (var h in Hooks) h.ReportMetrics(hctx, m);
+            if (m.Count > 0) metrics = m;
+        }
         var elapsed = run.Clock.Elapsed;
         TimeSpan? eta = run.StepsThisRun > 0
             ? TimeSpan.FromTicks(elapsed.Ticks / run.StepsThisRun * Math.Max(0, run.TotalSteps - _state.GlobalStep))
@@ -536,6 +545,7 @@ public sealed class Trainer : IDisposable
             EvalLoss = evalLoss,
             CheckpointPath = checkpoint,
             Message = message,
+            Metrics = metrics,
         });
     }
 

@@ -98,6 +98,20 @@ public interface ITrainingHook
     /// <param name="context">The training context.</param>
     void OnTrainEnd(TrainingContext context) { }
 
+    /// <summary>An extra loss term for the micro-batch just computed (e.g. a mixture-of-experts router's auxiliary
+    /// losses), or null. Called after the loss function of every training micro-batch, inside that micro-batch's
+    /// dispose scope; the returned scalar is added to the micro-batch loss before its backward pass (so it is part of the
+    /// reported training loss). Not called during evaluation.</summary>
+    /// <param name="context">The training context.</param>
+    /// <returns>A scalar tensor depending on trainable parameters, or null.</returns>
+    Tensor? AuxiliaryLoss(TrainingContext context) => null;
+
+    /// <summary>Adds named values to a <see cref="TrainingProgressKind.Step"/> report's <see cref="TrainingProgress.Metrics"/>
+    /// (e.g. router load and entropy); called just before the report is raised.</summary>
+    /// <param name="context">The training context.</param>
+    /// <param name="metrics">The report's metrics; add entries.</param>
+    void ReportMetrics(TrainingContext context, IDictionary<string, double> metrics) { }
+
     /// <summary>State to save in checkpoints (null: none). The trainer writes the tensors and disposes nothing.</summary>
     /// <returns>Named tensors.</returns>
     IReadOnlyDictionary<string, Tensor>? GetState() => null;
@@ -163,6 +177,11 @@ public sealed class TrainingProgress : EventArgs
 
     /// <summary>Why a step was skipped (for <see cref="TrainingProgressKind.SkippedStep"/>), else null.</summary>
     public string? Message { get; init; }
+
+    /// <summary>Named values contributed by training hooks (<see cref="ITrainingHook.ReportMetrics"/>) to a
+    /// <see cref="TrainingProgressKind.Step"/> report, e.g. a mixture-of-experts adapter's expert load and router entropy;
+    /// null when no hook contributes.</summary>
+    public IReadOnlyDictionary<string, double>? Metrics { get; init; }
 
     /// <inheritdoc/>
     public override string ToString() => Kind switch

@@ -2,6 +2,7 @@ namespace Microsoft.ML.LowRank.Tests.Adapters;
 
 /// <summary>design.md's six invariants for LoRA, rsLoRA, gaussian init, PiSSA (full and fast SVD), OLoRA and a
 /// two-adapter weighted combination, on the gpt2 (Conv1D), llama_gqa and bert_cls (modules_to_save) fixtures.</summary>
+[Collection(Helpers.SerialCollection.Name)]
 public class LoraInvariantTests
 {
     public static TheoryData<string, string> Matrix => LoraCases.Matrix();

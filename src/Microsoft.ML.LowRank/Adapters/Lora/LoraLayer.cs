@@ -91,7 +91,7 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
         var w = BaseWeight;
         var device = w.device;
         var meta = device.type == DeviceType.META;
-        var dtype = context.AdapterType(w.dtype);
+        var dtype = context.AdapterType(BaseType);
         var a = new Linear(InFeatures, r, false, device, dtype);
         var b = new Linear(r, OutFeatures, false, device, dtype);
         _hp[adapterName] = (r, alpha, useRsLora, LoraOptions.Scaling(r, alpha, useRsLora));
@@ -136,6 +136,8 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
             case LoraInitialization.PiSSA:
             case LoraInitialization.OLoRA:
                 {
+                    if (BaseLayer is QLora.QuantizedLinear)
+                        throw new NotSupportedException($"{init} rewrites the base weight, which an NF4-quantised base cannot hold exactly; use the default or gaussian init");
                     var k = Math.Min(InFeatures, OutFeatures);
                     if (r > k) throw new ArgumentException($"{init} needs r <= min(in, out) = {k}, got r = {r}");
                     var ct = MergeType;
@@ -248,7 +250,7 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
         var projections = new (Tensor weight, Tensor? bias, Tensor lora_A, Tensor lora_B, double scaling)[group.Count];
         for (int i = 0; i < group.Count; i++)
         {
-            if (group[i] is not LoraLayer l || l.AdaptersDisabled || l.Merged || l.MixedBatchAdapterNames is not null || l.FanInFanOut != FanInFanOut)
+            if (group[i] is not LoraLayer l || l.AdaptersDisabled || (l.SkipAdaptersInTraining && l.training) || l.Merged || l.MixedBatchAdapterNames is not null || l.FanInFanOut != FanInFanOut)
                 return null;
             if (l.ActiveAdapters.Count != 1 || !l.HasAdapter(l.ActiveAdapters[0])) return null;
             var name = l.ActiveAdapters[0];

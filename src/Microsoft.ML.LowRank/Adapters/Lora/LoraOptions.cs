@@ -26,7 +26,7 @@ public enum LoraInitialization
 /// LoRA options: PEFT's <c>LoraConfig</c> with .NET names (the PEFT JSON name is given on each property). The adapter
 /// adds s·B·A to each targeted weight, A [r, in], B [out, r], s = α/r (α/√r with rsLoRA). Defaults are PEFT's.
 /// </summary>
-public sealed class LoraOptions : LowRankAdapterOptions
+public class LoraOptions : LowRankAdapterOptions
 {
     /// <inheritdoc/>
     public override string PeftType => "LORA";

@@ -1,0 +1,118 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Microsoft.ML.LowRank.Adapters;
+using Microsoft.ML.LowRank.Training.Comparison;
+
+namespace Microsoft.ML.LowRank.Cli;
+
+public static partial class Program
+{
+    /// <summary><c>lowrank compare</c>: every method at a matched trainable-parameter budget on one classification task.</summary>
+    private static int Compare(string[] args)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var (model, data, source) = CompareDefaults(args);
+        var methods = Option(args, "--methods") is { } m && m != "all"
+            ? m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            : DefaultComparisonMethods();
+        var seed = int.Parse(Option(args, "--seed") ?? "42", inv);
+        var testFraction = double.Parse(Option(args, "--test-fraction") ?? "0.2", inv);
+        var (train, test) = SplitRows(data, testFraction, seed);
+        var options = new ComparisonOptions
+        {
+            ModelFolder = model,
+            Methods = methods,
+            ReferenceRank = int.Parse(Option(args, "--rank") ?? "8", inv),
+            Epochs = int.Parse(Option(args, "--epochs") ?? "2", inv),
+            MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
+            LearningRate = double.Parse(Option(args, "--lr") ?? "1e-3", inv),
+            BatchSize = int.Parse(Option(args, "--batch-size") ?? "16", inv),
+            MaxLength = int.Parse(Option(args, "--max-length") ?? "64", inv),
+            Seed = seed,
+            NumLabels = data.Max(r => r.Label) + 1,
+            LearningRates = new Dictionary<string, double> { ["vera"] = 1e-2 },
+        };
+        var json = args.Contains("--json");
+        var rows = MethodComparison.Run(options, train, test, json ? null : Console.WriteLine);
+        var output = Option(args, "--output") ?? "compare-output";
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "compare.csv"), ComparisonReport.ToCsv(rows));
+        var notes = new[]
+        {
+            $"base model: {model}; data: {source} ({train.Count} train / {test.Count} test rows); seed {seed}",
+            $"budget: LoRA r={options.ReferenceRank} on the default target modules; every method's size setting chosen to match its trainable-parameter count",
+            $"epochs {options.Epochs}, batch {options.BatchSize}, lr {options.LearningRate} (VeRA 1e-2), max length {options.MaxLength}; {Environment.ProcessorCount} CPU cores",
+        };
+        File.WriteAllText(Path.Combine(output, "compare.html"), ComparisonReport.ToHtml(rows, "LoRA-family comparison", notes));
+        if (json)
+        {
+            var arr = new JsonArray();
+            foreach (var r in rows)
+                arr.Add(new JsonObject
+                {
+                    ["method"] = r.Method, ["size"] = r.SizeSetting, ["trainable"] = r.TrainableParameters, ["percent_of_base"] = r.PercentOfBase,
+                    ["accuracy"] = double.IsNaN(r.Accuracy) ? null : r.Accuracy, ["train_seconds"] = r.TrainTime.TotalSeconds,
+                    ["peak_memory_bytes"] = r.PeakMemoryBytes, ["tokens_per_second"] = r.TokensPerSecond, ["error"] = r.Error,
+                });
+            Console.WriteLine(arr.ToJsonString());
+        }
+        else
+        {
+            Console.WriteLine();
+            Console.Write(ComparisonReport.ToTable(rows));
+            Console.WriteLine($"written: {Path.Combine(output, "compare.csv")}, {Path.Combine(output, "compare.html")}");
+        }
+        return rows.All(r => r.Error is null) ? 0 : 4;
+    }
+
+    /// <summary>The methods <c>compare</c> runs by default: every registered method except aliases of LoRA.</summary>
+    private static string[] DefaultComparisonMethods()
+        => AdapterMethods.Methods.Select(m => m.Name).Where(n => n != "rslora").ToArray();
+
+    private static (string model, List<LabelledText> rows, string source) CompareDefaults(string[] args)
+    {
+        var model = Option(args, "--model") ?? throw new ArgumentException("compare needs --model <folder> (the embedded default model is not available in this build)");
+        var data = Option(args, "--data") ?? throw new ArgumentException("compare needs --data <file.jsonl|.tsv> with text and label");
+        return (model, ReadLabelledRows(data), data);
+    }
+
+    /// <summary>Reads labelled rows: JSONL objects with "text" and "label" (or "class"), or TSV text&lt;TAB&gt;label.</summary>
+    internal static List<LabelledText> ReadLabelledRows(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
+        var rows = new List<LabelledText>();
+        int line = 0;
+        foreach (var raw in File.ReadLines(path))
+        {
+            line++;
+            if (raw.Trim().Length == 0) continue;
+            if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || raw.TrimStart().StartsWith('{'))
+            {
+                var o = JsonNode.Parse(raw) as JsonObject ?? throw new InvalidDataException($"{path}:{line}: not a JSON object");
+                var text = (string?)o["text"] ?? throw new InvalidDataException($"{path}:{line}: no \"text\"");
+                var label = (o["label"] ?? o["class"]) ?? throw new InvalidDataException($"{path}:{line}: no \"label\"");
+                rows.Add(new LabelledText(text, label.GetValue<int>()));
+            }
+            else
+            {
+                var tab = raw.LastIndexOf('\t');
+                if (tab < 0 || !int.TryParse(raw[(tab + 1)..], NumberStyles.Integer, CultureInfo.InvariantCulture, out var label))
+                    throw new InvalidDataException($"{path}:{line}: expected text<TAB>integer label");
+                rows.Add(new LabelledText(raw[..tab], label));
+            }
+        }
+        if (rows.Count < 2) throw new InvalidDataException($"{path}: needs at least 2 rows, found {rows.Count}");
+        return rows;
+    }
+
+    /// <summary>A seeded shuffle, then the last <paramref name="testFraction"/> of rows as the test split.</summary>
+    internal static (List<LabelledText> train, List<LabelledText> test) SplitRows(IReadOnlyList<LabelledText> rows, double testFraction, int seed)
+    {
+        if (testFraction <= 0 || testFraction >= 1) throw new ArgumentException($"--test-fraction must be in (0, 1), got {testFraction}");
+        var order = Training.DataOrder.Permutation(rows.Count, seed, 0);
+        var nTest = Math.Max(1, (int)Math.Round(rows.Count * testFraction));
+        var test = order.Skip(rows.Count - nTest).Select(i => rows[i]).ToList();
+        var train = order.Take(rows.Count - nTest).Select(i => rows[i]).ToList();
+        return (train, test);
+    }
+}

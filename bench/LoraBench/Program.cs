@@ -2,7 +2,7 @@
 // bench/lora/lora_step.py — LoRA r on every block linear (all-linear), AdamW on adapter parameters, causal-LM loss.
 // Usage: LoraBench STEPS [hidden layers heads seq batch rank] [options]
 //   --dtype fp32|bf16   base weights (and activations) type; adapters and optimizer state stay float32 (default fp32)
-//   --unfused           LoRA layers as separate modules (no fused native LoRA linear)
+//   --unfused           LoRA (and DoRA) layers as separate modules (no fused native LoRA / DoRA linear)
 //   --no-shared         fused LoRA linear per projection, but q/k/v and gate/up not evaluated together
 //   --order auto|sequential|merged   RunLoRA compute order of the fused path (default auto)
 //   --chunked-ce        chunked linear cross-entropy (no [batch, seq, vocab] logits)
@@ -75,11 +75,14 @@ var adapterOptions = AdapterMethods.WithSettings(AdapterMethods.Create(methodNam
 });
 using var peft = LowRankModel.Create(model, adapterOptions);
 foreach (var (_, m) in peft.named_modules())
+{
     if (m is LoraLayer l)
     {
         l.UseFusedKernel = fused;
         l.ComputeOrder = order;
     }
+    else if (m is Microsoft.ML.LowRank.Adapters.Dora.DoraLayer d) d.UseFusedKernel = fused;
+}
 if (fused && !shared) SharedProjectionsOff(peft);
 model.ChunkedCrossEntropy = chunked;
 model.Backbone.GradientCheckpointing = checkpoint;

@@ -1,4 +1,9 @@
+using Microsoft.ML.LowRank.Adapters;
+using Microsoft.ML.LowRank.Adapters.Dora;
+using Microsoft.ML.LowRank.Adapters.Lora;
+using Microsoft.ML.LowRank.Tests.Adapters;
 using Microsoft.ML.LowRank.Tests.Helpers;
+using Microsoft.ML.LowRank.Torch.Modules;
 using Microsoft.ML.LowRank.Torch;
 using static Microsoft.ML.LowRank.Torch.torch;
 
@@ -81,5 +86,67 @@ public class FusedDoraTests
         Assert.Contains("frozen", e.Message);
         e = Assert.Throws<TorchException>(() => nn.functional.dora_linear(randn(2, 3), randn(4, 3), null, randn(2, 3), randn(4, 2), ones(5), 1));
         Assert.Contains("magnitude", e.Message);
+    }
+
+    [Theory]
+    [InlineData(false, 0.0)]
+    [InlineData(true, 0.0)]
+    [InlineData(false, 0.3)]
+    [InlineData(true, 0.3)]
+    public void DoraLayerUsesTheFusedKernelInTrainingWithTheSameResult(bool conv1d, double pDrop)
+    {
+        // The layer's default (fused while autograd records) against its composed path, float64, same dropout seed.
+        using var scope = NewDisposeScope();
+        using var layer = DoraTests.Float64Layer(conv1d, pDrop);
+        layer.train();
+        var x = randn(new long[] { 2, 4, 7 }, ScalarType.Float64, generator: new Generator(8));
+        var gy = randn(new long[] { 2, 4, 5 }, ScalarType.Float64, generator: new Generator(9));
+        var results = new List<(Tensor y, Tensor dx, Tensor[] dp)>();
+        foreach (var fused in new[] { true, false })
+        {
+            layer.UseFusedKernel = fused;
+            layer.zero_grad();
+            var xi = x.clone().requires_grad_(true);
+            manual_seed(77);
+            var y = layer.forward(xi);
+            y.backward(gy);
+            results.Add((y.detach(), xi.grad!.clone(), layer.parameters().Where(p => p.requires_grad).Select(p => p.grad!.clone()).ToArray()));
+        }
+        Assert.True(layer.UseFusedKernel == false && results[0].dp.Length == 3);
+        SpeedAssert.Close(results[1].y, results[0].y, 1e-12, 1e-12, "y");
+        SpeedAssert.Close(results[1].dx, results[0].dx, 1e-12, 1e-10, "dx");
+        for (int i = 0; i < 3; i++) SpeedAssert.Close(results[1].dp[i], results[0].dp[i], 1e-12, 1e-10, $"grad {i}");
+    }
+
+    [Fact]
+    public void FusedDoraLayerKeepsLessForBackward()
+    {
+        // Bytes alive after the forward (what autograd saved): fused x, z = x·Aᵀ and u = x·W'ᵀ (float32 here) against
+        // the composed path's extra [N, out] tensors (base output and adapter output kept for ∂m).
+        using var scope = NewDisposeScope();
+        const int n = 256, inF = 64, outF = 96, r = 4;
+        var baseLayer = new Linear(inF, outF, false);
+        baseLayer.weight.requires_grad = false;
+        using var layer = new DoraLayer(baseLayer);
+        layer.UpdateLayer("default", r, 8, 0, false, LoraInitialization.Default, new AdapterCreationContext());
+        layer.SetActiveAdapters(new[] { "default" });
+        var held = new long[2];
+        for (int pass = 0; pass < 2; pass++)
+        {
+            layer.UseFusedKernel = pass == 0;
+            var x = randn(new long[] { n, inF }).requires_grad_(true);
+            cpu.track_memory(true);
+            long before = cpu.memory_allocated();
+            var y = layer.forward(x);
+            held[pass] = cpu.memory_allocated() - before;
+            cpu.track_memory(false);
+            y.sum().backward();
+            Assert.NotNull(layer.Magnitude("default").grad);
+            layer.zero_grad();
+        }
+        long row = n * 4L;
+        // Fused: y, u (both [N, out]), z [N, r] and the small norm vectors; composed: at least one more [N, out].
+        Assert.True(held[0] <= row * (2 * outF + r) + 4096, $"fused held {held[0]} bytes");
+        Assert.True(held[1] >= held[0] + row * outF, $"composed held {held[1]} bytes vs fused {held[0]}");
     }
 }

@@ -18,6 +18,7 @@
 //                       projections), fused without shared projections, fused with sequential / merged order, and the
 //                       unfused layers, on the same model and data; prints the median step time of each (robust to a
 //                       machine whose load drifts, as interleaving cancels the drift)
+//   --info              print libtorch's version, threads, CUDA availability and whether SDPA uses libtorch's fused kernels
 //   --verify            correctness instead of speed: the step's loss and adapter gradients on this device (float32 and
 //                       bfloat16) against a float64 CPU reference of the same weights
 // Prints one JSON object (median step time over STEPS timed steps after one warm-up step).
@@ -39,6 +40,12 @@ string? Opt(string name)
 }
 bool Flag(string name) => flags.Contains(name);
 
+if (Flag("--info"))
+{
+    bool cudaOk = cuda.is_available();
+    Console.WriteLine(string.Create(inv, $"{{\"torch\":\"{__version__}\",\"threads\":{get_num_threads()},\"cuda_available\":{(cudaOk ? "true" : "false")},\"cuda_devices\":{(cudaOk ? cuda.device_count() : 0)},\"sdpa_fused\":{(nn.functional.sdpa_uses_fused_kernel ? "true" : "false")}}}"));
+    return;
+}
 if (Flag("--verify"))
 {
     Verify.Run(Opt("--config"), Opt("--device") ?? "cpu", Opt("--method") ?? "lora");

@@ -38,7 +38,9 @@ internal static class Verify
                 }
                 else
                 {
+                    // Parameters and buffers (QLoRA's NF4 block scales among them), so every run sees the same base.
                     foreach (var (n, p) in peft.named_parameters()) p.copy_(weights[n].to(p.device).to_type(p.dtype));
+                    foreach (var (n, b) in peft.named_buffers()) b.copy_(weights["buffer:" + n].to(b.device).to_type(b.dtype));
                 }
             }
             peft.train();
@@ -56,6 +58,7 @@ internal static class Verify
             {
                 weights = new Dictionary<string, Tensor>();
                 foreach (var (n, p) in peft.named_parameters()) weights[n] = p.detach().clone().DetachFromDisposeScope();
+                foreach (var (n, b) in peft.named_buffers()) weights["buffer:" + n] = b.detach().clone().DetachFromDisposeScope();
                 Reference = weights;
             }
             return (loss.ToDouble(), grads);

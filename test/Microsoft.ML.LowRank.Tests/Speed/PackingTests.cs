@@ -1,6 +1,8 @@
 using Microsoft.ML.LowRank.Adapters;
 using Microsoft.ML.LowRank.Adapters.Lora;
 using Microsoft.ML.LowRank.Models;
+using Microsoft.ML.LowRank.Pipeline;
+using Microsoft.ML.LowRank.Tests.Pipeline;
 using Microsoft.ML.LowRank.Tests.Helpers;
 using Microsoft.ML.LowRank.Training;
 using Microsoft.ML.LowRank.Torch;
@@ -187,6 +189,31 @@ public class PackingTests
         var ids = tensor(new long[] { 1, 2, 3 }, new long[] { 1, 3 });
         var e = Assert.Throws<ArgumentException>(() => bert.forward(new ModelInputs { InputIds = ids, SequenceIds = ids }));
         Assert.Contains("decoder", e.Message);
+    }
+
+    [Fact]
+    public void CausalLMPipelineWithPackingTrainsTheSameAdapter()
+    {
+        // The pipeline option reaches the trainer, and three steps with packed batches leave the same model as padded
+        // ones (same examples per batch, same token-mean loss; up to the float32 cross-entropy's rounding).
+        Assert.True(new CausalLMTrainer.Options { PackSequences = true }.ToTrainerOptions(1).PackSequences);
+        Assert.False(new CausalLMTrainer.Options().ToTrainerOptions(1).PackSequences);
+        var logLoss = new double[2];
+        for (int pack = 0; pack < 2; pack++)
+        {
+            var ctx = new LowRankContext(seed: 5);
+            var data = ctx.Data.LoadFromEnumerable(PipelineFixtures.Instructions());
+            using var model = ctx.TextGeneration.Trainers.CausalLM(new CausalLMTrainer.Options
+            {
+                ModelFolder = PipelineFixtures.Model("llama"),
+                Method = new LoraOptions { R = 8, LoraAlpha = 16, TargetModules = ModuleSelector.AllLinear },
+                BatchSize = 8, MaxSteps = 3, LearningRate = 1e-2, WarmupRatio = 0, MaxSequenceLength = 48, PackSequences = pack == 1,
+                Generation = new GenerationOptions { MaxNewTokens = 1 },
+            }).Fit(data);
+            logLoss[pack] = ctx.TextGeneration.Evaluate(model.Transform(data), completionColumnName: "Completion").LogLoss;
+        }
+        Assert.True(double.IsFinite(logLoss[0]) && logLoss[0] > 0.1, $"log-loss {logLoss[0]}");
+        Assert.True(Math.Abs(logLoss[0] - logLoss[1]) <= 1e-4 * logLoss[0], $"padded {logLoss[0]} vs packed {logLoss[1]}");
     }
 
     [Fact]

@@ -64,9 +64,10 @@ public static partial class Program
             "  merge <model-folder> <adapter-folder> --output <folder> [--approximate]   merge a PEFT-format adapter into a HF\n" +
             "           model folder (--approximate: also adapters whose merge is approximate, e.g. ResLoRA is/ms)\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
-            "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
+            "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N --pack [--pack-length N]]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
-            "                           TSV rows prompt<TAB>response or text\n" +
+            "                           TSV rows prompt<TAB>response or text; --pack lays each batch's examples end to end in rows of\n" +
+            "                           --pack-length tokens (default: --max-length, else the longest example), attention kept per example\n" +
             TrainCommand.Usage + "\n" +
             SentimentJob.Usage + "\n" +
             "  pretrain --output <folder> [--corpus <file.txt|.jsonl>] [--steps N --batch-size N --lr X --warmup N --seed N\n" +
@@ -341,9 +342,10 @@ public static partial class Program
             MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
             BatchSize = int.Parse(Option(args, "--batch-size") ?? "8", inv),
             Seed = int.Parse(Option(args, "--seed") ?? "42", inv),
+            PackSequences = args.Contains("--pack") || Option(args, "--pack-length") is not null,
+            PackedLength = Option(args, "--pack-length") is { } pl ? int.Parse(pl, inv) : null,
         };
-        using var trainer = new Training.Trainer(peft,
-            b => peft.forward(new ModelInputs { InputIds = b.InputIds, AttentionMask = b.AttentionMask, Labels = b.Labels }).Loss!, options);
+        using var trainer = new Training.Trainer(peft, b => peft.forward(b.ToModelInputs()).Loss!, options);
         var json = args.Contains("--json");
         trainer.Progress += (_, p) =>
         {
@@ -355,7 +357,11 @@ public static partial class Program
         var after = trainer.Evaluate(batcher);
         peft.Save(output);
         if (json)
-            Console.WriteLine(new JsonObject { ["examples"] = examples.Count, ["steps"] = result.GlobalStep, ["loss_before"] = before, ["loss_after"] = after, ["adapter"] = output }.ToJsonString());
+            Console.WriteLine(new JsonObject
+            {
+                ["examples"] = examples.Count, ["steps"] = result.GlobalStep, ["loss_before"] = before, ["loss_after"] = after, ["adapter"] = output,
+                ["packed_length"] = options.PackSequences ? (JsonNode)Training.PackedTokenBatcher.From(batcher, options.PackedLength).PackedLength : null,
+            }.ToJsonString());
         else
             Console.WriteLine(string.Create(inv, $"{examples.Count} examples, {result.GlobalStep} steps: training loss {before:F4} -> {after:F4}; adapter written to {output}"));
         return 0;

@@ -12,15 +12,17 @@ public static partial class Program
     {
         var inv = CultureInfo.InvariantCulture;
         var (model, data, source, fixedSplit) = CompareDefaults(args);
-        var methods = Option(args, "--methods") is { } m && m != "all"
-            ? m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            : DefaultComparisonMethods();
+        var methods = Option(args, "--methods") switch
+        {
+            null => DefaultComparisonMethods(),
+            "all" => AllComparisonMethods(),
+            var m => m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        };
         var seed = int.Parse(Option(args, "--seed") ?? "42", inv);
         var testFraction = double.Parse(Option(args, "--test-fraction") ?? "0.2", inv);
         var (train, test) = fixedSplit ?? SplitRows(data, testFraction, seed);
-        // --train-size N: a seeded subset of the training rows (default for the built-in data: 1200 of 2400, so that every
-        // registered method fits in the 15-minute budget on 2 cores).
-        var trainSizeText = Option(args, "--train-size") ?? (fixedSplit is null ? null : "1200");
+        // --train-size N: a seeded subset of the training rows (default: all).
+        var trainSizeText = Option(args, "--train-size");
         if (trainSizeText is not null)
         {
             var n = int.Parse(trainSizeText, inv);
@@ -50,10 +52,10 @@ public static partial class Program
             ModelFolder = model,
             Methods = methods,
             ReferenceRank = int.Parse(Option(args, "--rank") ?? "8", inv),
-            Epochs = int.Parse(Option(args, "--epochs") ?? "2", inv),
+            Epochs = int.Parse(Option(args, "--epochs") ?? (fixedSplit is null ? "2" : "1"), inv),
             MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
-            LearningRate = double.Parse(Option(args, "--lr") ?? (fixedSplit is null ? "1e-3" : "5e-3"), inv),
-            BatchSize = int.Parse(Option(args, "--batch-size") ?? (fixedSplit is null ? "16" : "32"), inv),
+            LearningRate = double.Parse(Option(args, "--lr") ?? (fixedSplit is null ? "1e-3" : "3e-3"), inv),
+            BatchSize = int.Parse(Option(args, "--batch-size") ?? "16", inv),
             MaxLength = int.Parse(Option(args, "--max-length") ?? (fixedSplit is null ? "64" : "48"), inv),
             Seed = seed,
             NumLabels = data.Max(r => r.Label) + 1,
@@ -93,9 +95,15 @@ public static partial class Program
         return rows.All(r => r.Error is null) ? 0 : 4;
     }
 
-    /// <summary>The methods <c>compare</c> runs by default: every registered method except aliases of LoRA.</summary>
-    private static string[] DefaultComparisonMethods()
+    /// <summary><c>--methods all</c>: every registered method except aliases of LoRA (rsLoRA is LoRA with another scale).</summary>
+    private static string[] AllComparisonMethods()
         => AdapterMethods.Methods.Select(m => m.Name).Where(n => n != "rslora").ToArray();
+
+    /// <summary>The survey's table, which <c>compare</c> runs by default: LoRA and every LoRA-family method, plus the
+    /// mixture presets the survey compares (MixLoRA, LoRAMoE, MoLA). <c>--methods all</c> adds the other mixture presets.</summary>
+    private static string[] DefaultComparisonMethods()
+        => AllComparisonMethods().Where(n => AdapterMethods.Create(n).PeftType != "MOLORA" || n is "mixlora" or "loramoe" or "mola")
+            .OrderBy(n => n == "lora" ? 0 : 1).ToArray();
 
     /// <summary>The model folder (default: the embedded default model) and the data (default: the UCI sentiment sentences
     /// with <see cref="Data.SentimentTask"/>'s stratified split, label 1 = positive).</summary>

@@ -60,7 +60,8 @@ public static partial class Program
             "          [--train-size N] [--targets all-linear|default|q_proj,v_proj]\n" +
             "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
             "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label);\n" +
-            "                           defaults: the embedded default model and the UCI sentiment task\n" +
+            "                           defaults: the embedded default model, UCI sentiment, the LoRA family + MixLoRA, LoRAMoE,\n" +
+            "                           MoLA (--methods all: every registered method)\n" +
             "  merge <model-folder> <adapter-folder> --output <folder> [--approximate]   merge a PEFT-format adapter into a HF\n" +
             "           model folder (--approximate: also adapters whose merge is approximate, e.g. ResLoRA is/ms)\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +

@@ -1,0 +1,293 @@
+using Microsoft.ML.LowRank.Adapters;
+using Microsoft.ML.LowRank.Adapters.Mixture;
+using Microsoft.ML.LowRank.Data;
+using Microsoft.ML.LowRank.Models;
+using Microsoft.ML.LowRank.Pipeline;
+using Microsoft.ML.LowRank.Tests.Adapters;
+using Microsoft.ML.LowRank.Tests.Helpers;
+using Microsoft.ML.LowRank.Torch;
+using Microsoft.ML.LowRank.Training;
+using static Microsoft.ML.LowRank.Torch.torch;
+
+namespace Microsoft.ML.LowRank.Tests.Pipeline;
+
+/// <summary>
+/// The five task-conditioned mixture presets (MOELoRA, MoA, MoCLE, Octavius, Polytropon) through the estimators: a task
+/// column (String, key or integer) or instance embeddings derived from the model feed the routing context per batch at Fit
+/// and per row at prediction. References are computed here, independently of the pipeline: task ids from the column's
+/// values in order of first appearance, instance embeddings as the float64 mean of the embedding matrix rows of the
+/// instruction tokens, clusters as the nearest centroid in float64, and one forward pass per example with its own routing.
+/// </summary>
+[Collection(SerialCollection.Name)]
+public class TaskRoutingTests
+{
+    /// <summary>Probability / logit tolerance between a batched (padded) and a per-example float32 forward pass.</summary>
+    private const double Tol = 2e-5;
+
+    public sealed class Row
+    {
+        public string Text { get; set; } = "";
+        public string Second { get; set; } = "";
+        public string Topic { get; set; } = "";
+        public string Task { get; set; } = "";
+        public int TaskId { get; set; }
+        public float Weight { get; set; }
+        public float Similarity { get; set; }
+    }
+
+    private static readonly string[] TaskNames = ["chat", "qa", "summary"];
+
+    /// <summary>Topic sentences with a task that does not follow the topic (the first rows are "summary", so the String
+    /// mapping's first-appearance order differs from the alphabetical one).</summary>
+    private static Row[] Rows(int count, int seed)
+    {
+        var topics = PipelineFixtures.Topics(count, seed);
+        var seconds = PipelineFixtures.Topics(count, seed + 100);
+        return [.. topics.Select((r, i) =>
+        {
+            int t = (i / 3 + 2) % 3;
+            return new Row
+            {
+                Text = r.Text, Second = seconds[i].Text, Topic = r.Topic, Task = TaskNames[t], TaskId = t, Weight = i,
+                Similarity = (r.Topic == "sports" ? 0.5f : 0f) + (seconds[i].Topic == "sports" ? 0.5f : 0f),
+            };
+        })];
+    }
+
+    internal static MixtureOfLoraExpertsOptions Preset(string name) => name switch
+    {
+        "mmoelora" => MixtureOfLoraExpertsOptions.MultiTaskMoELoRA(numTasks: 3, numExperts: 4, totalRank: 8, dropout: 0, taskEmbeddingDim: 8),
+        "moa" => MixtureOfLoraExpertsOptions.MoA(numDomains: 3, r: 4, dropout: 0),
+        "mocle" => MixtureOfLoraExpertsOptions.MoCLE(numClusters: 4, numExperts: 4, r: 4, dropout: 0),
+        "octavius" => MixtureOfLoraExpertsOptions.Octavius(numExperts: 4, topK: 2, r: 4, dropout: 0),
+        "poly" => MixtureOfLoraExpertsOptions.Poly(numTasks: 3, numSkills: 4, r: 4),
+        _ => throw new ArgumentException(name),
+    };
+
+    // ------------------------------------------------------------------ independent references
+
+    /// <summary>The embedding matrix in float64.</summary>
+    private static double[,] EmbeddingMatrix(LowRankModel lm)
+    {
+        var w = lm.Model.Backbone.TokenEmbedding.weight;
+        using var scope = NewDisposeScope();
+        var flat = w.detach().to_type(ScalarType.Float64).cpu().contiguous().ToArray<double>();
+        int v = (int)w.size(0), d = (int)w.size(1);
+        var m = new double[v, d];
+        for (int i = 0; i < v; i++)
+            for (int j = 0; j < d; j++) m[i, j] = flat[i * d + j];
+        return m;
+    }
+
+    /// <summary>Mean of the embedding rows of the tokens (float64).</summary>
+    private static double[] MeanEmbedding(double[,] e, IReadOnlyList<long> ids)
+    {
+        int d = e.GetLength(1);
+        var s = new double[d];
+        foreach (var id in ids)
+            for (int j = 0; j < d; j++) s[j] += e[id, j];
+        for (int j = 0; j < d; j++) s[j] /= ids.Count;
+        return s;
+    }
+
+    /// <summary>The nearest centroid (squared Euclidean, float64, ties to the lower index).</summary>
+    private static int Nearest(double[] x, float[] centroids, int dim)
+    {
+        int best = -1;
+        double bestD = double.PositiveInfinity;
+        for (int c = 0; c < centroids.Length / dim; c++)
+        {
+            double dd = 0;
+            for (int j = 0; j < dim; j++) dd += Math.Pow(x[j] - centroids[c * dim + j], 2);
+            if (dd < bestD) { bestD = dd; best = c; }
+        }
+        return best;
+    }
+
+    /// <summary>Ids of values in order of first appearance.</summary>
+    private static Dictionary<string, long> FirstAppearance(IEnumerable<string> values)
+    {
+        var map = new Dictionary<string, long>();
+        foreach (var v in values) map.TryAdd(v, map.Count);
+        return map;
+    }
+
+    /// <summary>The routing of one example, built here: task id and/or instance embedding.</summary>
+    private sealed record Route(long? TaskId, double[]? Instance);
+
+    /// <summary>One forward pass of one example with its own routing context; float32 logits (batch dimension removed).</summary>
+    private static float[] NaiveLogits(LowRankModel lm, long[] ids, Route route, long[]? labels = null) => NaiveRun(lm, ids, route, labels).logits;
+
+    private static (float[] logits, double? loss) NaiveRun(LowRankModel lm, long[] ids, Route route, long[]? labels = null)
+    {
+        using var scope = NewDisposeScope();
+        using var ng = no_grad();
+        var inputs = new MixtureRoutingInputs
+        {
+            TaskIds = route.TaskId is { } t ? tensor(new[] { t }) : null,
+            InstanceFeatures = route.Instance is { } f ? tensor(f.Select(x => (float)x).ToArray(), new long[] { 1, f.Length }) : null,
+        };
+        using var r = lm.UseRouting(inputs);
+        var output = lm.forward(new ModelInputs
+        {
+            InputIds = tensor(ids, new long[] { 1, ids.Length }),
+            AttentionMask = ones(new long[] { 1, ids.Length }, ScalarType.Int64),
+            Labels = labels is null ? null : tensor(labels, new long[] { 1, labels.Length }),
+        });
+        return (output.Logits!.to_type(ScalarType.Float32).contiguous().ToArray<float>(), output.Loss?.ToDouble());
+    }
+
+    private static double[] Softmax(float[] z)
+    {
+        double max = z.Max();
+        var e = z.Select(v => Math.Exp(v - max)).ToArray();
+        double s = e.Sum();
+        return [.. e.Select(v => v / s)];
+    }
+
+    private static double MaxAbsDiff(IReadOnlyList<double> a, IReadOnlyList<float> b)
+    {
+        Assert.Equal(a.Count, b.Count);
+        double worst = 0;
+        for (int i = 0; i < a.Count; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
+        return worst;
+    }
+
+    private static TextClassificationTrainer.Options Classifier(string fixture, MixtureOfLoraExpertsOptions method) => new()
+    {
+        ModelFolder = PipelineFixtures.Model(fixture), Sentence1ColumnName = "Text", Method = method, Seed = 9,
+        BatchSize = 8, MaxEpochs = 1, LearningRate = 5e-2, WarmupRatio = 0,
+    };
+
+    // ------------------------------------------------------------------ the five presets
+
+    /// <summary>
+    /// For each preset, through the text-classification estimator on llama_cls: (1) the validation loss Fit reports (eval
+    /// mode, routed batches of validation rows) equals the mean cross-entropy of one forward pass per row with the row's own
+    /// routing built here; (2) after perturbing the adapter so routing matters, Transform's per-row probabilities equal the
+    /// same naive computation, and a wrong routing (the next task, another row's embedding) differs by far more than the
+    /// tolerance; (3) one padded batch of rows with mixed tasks, routed by the pipeline's batch code, gives the per-row
+    /// probabilities.
+    /// </summary>
+    [Theory]
+    [InlineData("mmoelora")]
+    [InlineData("moa")]
+    [InlineData("mocle")]
+    [InlineData("octavius")]
+    [InlineData("poly")]
+    public void PresetFitsAndPredictsWithItsRoutingAndMixedBatchesEqualPerExampleRouting(string preset)
+    {
+        var ctx = new LowRankContext(seed: 31);
+        var trainRows = Rows(24, 1);
+        var validRows = Rows(12, 2);
+        var testRows = Rows(9, 3);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Fit(ctx.Data.LoadFromEnumerable(trainRows));
+        var train = keys.Transform(ctx.Data.LoadFromEnumerable(trainRows));
+        var valid = keys.Transform(ctx.Data.LoadFromEnumerable(validRows));
+        var options = Classifier("llama_cls", Preset(preset));
+        bool taskColumn = preset is "mmoelora" or "moa" or "poly";
+        if (taskColumn) options.TaskColumnName = "Task";
+        options.ValidationSet = valid;
+        using var model = ctx.MulticlassClassification.Trainers.TextClassification(options).Fit(train);
+        var lm = model.AdaptedModel;
+        var runtime = model.Runtime;
+        var routing = runtime.Routing!;
+        Assert.Equal(taskColumn ? "Task" : null, model.TaskColumnName);
+
+        // Routing built here, independently of the pipeline.
+        var taskOf = FirstAppearance(trainRows.Select(r => r.Task));
+        Assert.Equal(taskOf.Keys.ToArray(), model.TaskValues?.ToArray() ?? (taskColumn ? null : taskOf.Keys.ToArray()));
+        var emb = EmbeddingMatrix(lm);
+        long[] Ids(Row r) => runtime.Encode(r.Text).Ids;
+        Route RouteOf(Row r, bool wrong = false)
+        {
+            var ids = Ids(r);
+            switch (preset)
+            {
+                case "mmoelora":
+                case "poly":
+                    return new Route((taskOf[r.Task] + (wrong ? 1 : 0)) % 3, null);
+                case "mocle":
+                    return new Route((Nearest(MeanEmbedding(emb, ids), routing.Centroids!, routing.CentroidDim) + (wrong ? 1 : 0)) % 4, null);
+                case "octavius":
+                    return new Route(null, MeanEmbedding(emb, wrong ? Ids(testRows[(Array.IndexOf(testRows, r) + 1) % testRows.Length]) : ids));
+                default:
+                    return new Route(null, null); // MoA predicts the domain itself
+            }
+        }
+
+        if (preset == "mocle")
+        {
+            // k-means at Fit: min(num_tasks = 4, rows) centroids, a fixed point of Lloyd's iteration on the training rows'
+            // mean token embeddings (each centroid is the mean of the rows nearest to it), and more than one cluster in use.
+            Assert.Equal(TaskIdSource.Clusters, routing.TaskIds);
+            int d = routing.CentroidDim;
+            Assert.Equal(4 * d, routing.Centroids!.Length);
+            var points = trainRows.Select(r => MeanEmbedding(emb, Ids(r))).ToList();
+            var assigned = points.Select(p => Nearest(p, routing.Centroids, d)).ToList();
+            Assert.True(assigned.Distinct().Count() > 1, "the rows fall in more than one cluster");
+            foreach (var c in assigned.Distinct())
+            {
+                var members = points.Where((_, i) => assigned[i] == c).ToList();
+                for (int j = 0; j < d; j++)
+                    Assert.True(Math.Abs(members.Average(p => p[j]) - routing.Centroids[c * d + j]) <= 1e-5, $"centroid {c}[{j}]");
+            }
+        }
+
+        // (1) The validation loss Fit reported with the final weights (one epoch, evaluated at its end).
+        var classOf = FirstAppearance(trainRows.Select(r => r.Topic));
+        double Loss(bool wrong) => validRows.Average(r =>
+        {
+            var p = Softmax(NaiveLogits(lm, Ids(r), RouteOf(r, wrong)));
+            return -Math.Log(p[classOf[r.Topic]]);
+        });
+        var reported = model.TrainingResult!.Evaluations[^1].Loss;
+        double naive = Loss(false);
+        Assert.True(Math.Abs(reported - naive) <= 1e-5 * Math.Max(1, naive), $"{preset}: validation loss {reported} vs per-row {naive}");
+
+        // (2) Transform after a perturbation that makes the experts and routers matter.
+        AdapterInvariants.Perturb(lm, seed: 3, std: 0.2);
+        var scores = model.Transform(ctx.Data.LoadFromEnumerable(testRows)).GetColumn<float[]>("Score").ToList();
+        double worstWrong = 0;
+        for (int i = 0; i < testRows.Length; i++)
+        {
+            var expected = Softmax(NaiveLogits(lm, Ids(testRows[i]), RouteOf(testRows[i])));
+            Assert.True(MaxAbsDiff(expected, scores[i]) <= Tol, $"{preset}: row {i} Transform vs per-row routing: {MaxAbsDiff(expected, scores[i]):E2}");
+            if (preset != "moa") worstWrong = Math.Max(worstWrong, MaxAbsDiff(Softmax(NaiveLogits(lm, Ids(testRows[i]), RouteOf(testRows[i], wrong: true))), scores[i]));
+        }
+        if (preset != "moa") Assert.True(worstWrong > 100 * Tol, $"{preset}: a wrong routing changes the output by only {worstWrong:E2}");
+
+        // (3) One padded batch of rows with mixed tasks through the pipeline's batch routing.
+        var examples = testRows.Select(r => new LabeledExample(runtime.Encode(r.Text))).ToList();
+        var source = new ExampleBatchSource(examples, TargetKind.Class, runtime.PadId, runtime.UsesTokenTypes);
+        using var batch = source.GetBatch(Enumerable.Range(0, testRows.Length).ToArray());
+        Assert.True(batch.AttentionMask!.sum().ToInt64() < batch.AttentionMask.numel(), "the batch has padding");
+        var batchTasks = testRows.Select(r => RouteOf(r).TaskId ?? 0).ToArray();
+        Assert.True(preset is "moa" or "octavius" || batchTasks.Distinct().Count() > 1, "mixed task ids in the batch");
+        float[] BatchProbabilities(bool tokenMask)
+        {
+            using var scope = NewDisposeScope();
+            using var ng = no_grad();
+            var inputs = routing.BatchInputs(lm, batch.InputIds, tokenMask ? batch.AttentionMask : null, batchTasks, batchTasks,
+                examples.Select(e => e.Text.Ids.Length).ToArray(), null);
+            using var r = lm.UseRouting(inputs);
+            var logits = lm.forward(batch.ToModelInputs()).Logits!;
+            return nn.functional.softmax(logits.to_type(ScalarType.Float64), -1).to_type(ScalarType.Float32).contiguous().ToArray<float>();
+        }
+        var batched = BatchProbabilities(tokenMask: true);
+        int k = scores[0].Length;
+        for (int i = 0; i < testRows.Length; i++)
+        {
+            var row = batched.AsSpan(i * k, k).ToArray();
+            Assert.True(MaxAbsDiff(scores[i].Select(v => (double)v).ToArray(), row) <= Tol, $"{preset}: row {i} batched vs per-row: {MaxAbsDiff(scores[i].Select(v => (double)v).ToArray(), row):E2}");
+        }
+        if (preset == "moa")
+        {
+            // MoA's sequence router pools over real tokens only: without the token mask the batch pools padding too.
+            var unmasked = BatchProbabilities(tokenMask: false);
+            double worst = 0;
+            for (int i = 0; i < unmasked.Length; i++) worst = Math.Max(worst, Math.Abs(unmasked[i] - batched[i]));
+            Assert.True(worst > 100 * Tol, $"padding in the sequence pooling changes the output by only {worst:E2}");
+        }
+    }
+}

@@ -116,9 +116,9 @@ public class TaskRoutingTests
     private sealed record Route(long? TaskId, double[]? Instance);
 
     /// <summary>One forward pass of one example with its own routing context; float32 logits (batch dimension removed).</summary>
-    private static float[] NaiveLogits(LowRankModel lm, long[] ids, Route route, long[]? labels = null) => NaiveRun(lm, ids, route, labels).logits;
+    private static float[] NaiveLogits(LowRankModel lm, long[] ids, Route route, long[]? labels = null, long[]? typeIds = null) => NaiveRun(lm, ids, route, labels, typeIds).logits;
 
-    private static (float[] logits, double? loss) NaiveRun(LowRankModel lm, long[] ids, Route route, long[]? labels = null)
+    private static (float[] logits, double? loss) NaiveRun(LowRankModel lm, long[] ids, Route route, long[]? labels = null, long[]? typeIds = null)
     {
         using var scope = NewDisposeScope();
         using var ng = no_grad();
@@ -133,6 +133,7 @@ public class TaskRoutingTests
             InputIds = tensor(ids, new long[] { 1, ids.Length }),
             AttentionMask = ones(new long[] { 1, ids.Length }, ScalarType.Int64),
             Labels = labels is null ? null : tensor(labels, new long[] { 1, labels.Length }),
+            TokenTypeIds = typeIds is null ? null : tensor(typeIds, new long[] { 1, typeIds.Length }),
         });
         return (output.Logits!.to_type(ScalarType.Float32).contiguous().ToArray<float>(), output.Loss?.ToDouble());
     }
@@ -289,5 +290,69 @@ public class TaskRoutingTests
             for (int i = 0; i < unmasked.Length; i++) worst = Math.Max(worst, Math.Abs(unmasked[i] - batched[i]));
             Assert.True(worst > 100 * Tol, $"padding in the sequence pooling changes the output by only {worst:E2}");
         }
+    }
+
+    /// <summary>
+    /// MoA's router is supervised by the domain labels from the task column at Fit: with the whole data set in one batch
+    /// (so the order of the shuffled examples does not matter: every term is a mean over examples), the first step's loss
+    /// equals the task loss plus the router cross-entropy against the domains mapped here, computed on a model initialised
+    /// the same way. Shifted domain labels give a clearly different loss.
+    /// </summary>
+    [Fact]
+    public void MoaRouterLearnsFromTheDomainColumn()
+    {
+        var ctx = new LowRankContext(seed: 32);
+        var rows = Rows(12, 4);
+        var data = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Fit(ctx.Data.LoadFromEnumerable(rows)).Transform(ctx.Data.LoadFromEnumerable(rows));
+        var method = Preset("moa");
+        var options = Classifier("llama_cls", method);
+        options.TaskColumnName = "Task";
+        options.BatchSize = rows.Length;
+        options.MaxEpochs = 0;
+        options.MaxSteps = 1;
+        using var model = ctx.MulticlassClassification.Trainers.TextClassification(options).Fit(data);
+        double reported = model.TrainingResult!.StepLosses[0];
+        var runtime = model.Runtime;
+
+        // The same initialisation as Fit: the seed, then the base model with a 3-class head, then the adapter.
+        manual_seed(options.Seed!.Value);
+        var folder = PipelineFixtures.Model("llama_cls");
+        var init = method.Clone();
+        init.BaseModelNameOrPath = folder;
+        using var lm = LowRankModel.Create(PretrainedModel.Load(folder, ModelTask.SequenceClassification, runtime.Device, ScalarType.Float32, 3), init);
+        lm.train();
+        var encoded = rows.Select(r => runtime.Encode(r.Text).Ids).ToList();
+        int width = encoded.Max(e => e.Length);
+        var ids = new long[rows.Length * width];
+        var mask = new long[rows.Length * width];
+        Array.Fill(ids, runtime.PadId);
+        for (int i = 0; i < rows.Length; i++)
+        {
+            Array.Copy(encoded[i], 0, ids, i * width, encoded[i].Length);
+            Array.Fill(mask, 1L, i * width, encoded[i].Length);
+        }
+        var classOf = FirstAppearance(rows.Select(r => r.Topic));
+        var domainOf = FirstAppearance(rows.Select(r => r.Task));
+        double Loss(int shift)
+        {
+            using var scope = NewDisposeScope();
+            using var record = lm.RecordRouting();
+            var tokenMask = tensor(mask, new long[] { rows.Length, width });
+            using var routing = lm.UseRouting(new MixtureRoutingInputs
+            {
+                TokenMask = tokenMask,
+                RouterLabels = tensor(rows.Select(r => (domainOf[r.Task] + shift) % 3).ToArray()),
+            });
+            var output = lm.forward(new ModelInputs
+            {
+                InputIds = tensor(ids, new long[] { rows.Length, width }), AttentionMask = tokenMask,
+                Labels = tensor(rows.Select(r => classOf[r.Topic]).ToArray()),
+            });
+            var aux = lm.TakeAuxiliaryLoss() ?? throw new InvalidOperationException("MoA has a router cross-entropy");
+            return output.Loss!.ToDouble() + aux.ToDouble();
+        }
+        double expected = Loss(0);
+        Assert.True(Math.Abs(reported - expected) <= 1e-5 * Math.Max(1, expected), $"first step loss {reported} vs task loss + router CE {expected}");
+        Assert.True(Math.Abs(reported - Loss(1)) > 1e-3, "shifted domain labels change the router cross-entropy");
     }
 }

@@ -355,4 +355,316 @@ public class TaskRoutingTests
         Assert.True(Math.Abs(reported - expected) <= 1e-5 * Math.Max(1, expected), $"first step loss {reported} vs task loss + router CE {expected}");
         Assert.True(Math.Abs(reported - Loss(1)) > 1e-3, "shifted domain labels change the router cross-entropy");
     }
+
+    public sealed class PairOnly
+    {
+        public string Text { get; set; } = "";
+        public string Second { get; set; } = "";
+    }
+
+    private static string TempZip() => Path.Combine(Path.GetTempPath(), $"lowrank-routing-{Guid.NewGuid():N}.zip");
+
+    private static System.Text.Json.Nodes.JsonNode TaskJson(string zip)
+    {
+        using var archive = System.IO.Compression.ZipFile.OpenRead(zip);
+        var entry = archive.Entries.Single(e => e.FullName.EndsWith("lowrank.json", StringComparison.Ordinal));
+        return System.Text.Json.Nodes.JsonNode.Parse(new StreamReader(entry.Open()).ReadToEnd())!;
+    }
+
+    /// <summary>Pair classification on BERT (segment ids) with an Int32 task column: Transform equals one forward pass per
+    /// pair with its own task id, a wrong task id changes it, and after Save/Load (the zip records the column) the
+    /// predictions are bit-identical; data without the task column fails naming it.</summary>
+    [Fact]
+    public void PairClassificationRoutesOnAnIntegerTaskColumnAndRoundTripsThroughTheZip()
+    {
+        var ctx = new LowRankContext(seed: 33);
+        var trainRows = Rows(24, 5);
+        var testRows = Rows(9, 6);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Fit(ctx.Data.LoadFromEnumerable(trainRows));
+        var options = Classifier("bert_cls", Preset("mmoelora"));
+        options.Sentence2ColumnName = "Second";
+        options.TaskColumnName = "TaskId";
+        var zip = TempZip();
+        try
+        {
+            float[][] before;
+            using (var model = ctx.MulticlassClassification.Trainers.TextClassification(options).Fit(keys.Transform(ctx.Data.LoadFromEnumerable(trainRows))))
+            {
+                var lm = model.AdaptedModel;
+                AdapterInvariants.Perturb(lm, seed: 4, std: 0.2);
+                before = [.. model.Transform(ctx.Data.LoadFromEnumerable(testRows)).GetColumn<float[]>("Score")];
+                double worstWrong = 0;
+                for (int i = 0; i < testRows.Length; i++)
+                {
+                    var e = model.Runtime.Encode(testRows[i].Text, testRows[i].Second);
+                    Assert.Contains(1L, e.TypeIds); // the second sentence is segment 1
+                    var expected = Softmax(NaiveLogits(lm, e.Ids, new Route(testRows[i].TaskId, null), typeIds: e.TypeIds));
+                    Assert.True(MaxAbsDiff(expected, before[i]) <= Tol, $"row {i}: {MaxAbsDiff(expected, before[i]):E2}");
+                    var wrong = Softmax(NaiveLogits(lm, e.Ids, new Route((testRows[i].TaskId + 1) % 3, null), typeIds: e.TypeIds));
+                    worstWrong = Math.Max(worstWrong, MaxAbsDiff(wrong, before[i]));
+                }
+                Assert.True(worstWrong > 100 * Tol, $"a wrong task changes the output by only {worstWrong:E2}");
+                ctx.Model.Save(model, null, zip);
+            }
+            var routing = TaskJson(zip)["routing"]!;
+            Assert.Equal("TaskId", (string?)routing["task_column"]);
+            Assert.Equal("Integer", (string?)routing["task_column_kind"]);
+            Assert.Equal(3, routing["limit"]!.GetValue<int>());
+            using var loaded = Assert.IsType<TextClassificationTransformer>(ctx.Model.Load(zip, out _));
+            Assert.Equal("TaskId", loaded.TaskColumnName);
+            var after = loaded.Transform(ctx.Data.LoadFromEnumerable(testRows)).GetColumn<float[]>("Score").ToList();
+            for (int i = 0; i < before.Length; i++) AdapterInvariants.AssertIdentical(before[i], after[i], $"row {i} after Load");
+            var without = ctx.Data.LoadFromEnumerable(testRows.Select(r => new PairOnly { Text = r.Text, Second = r.Second }));
+            var missing = Assert.Throws<ArgumentOutOfRangeException>(() => loaded.Transform(without));
+            Assert.Contains("task column 'TaskId'", missing.Message);
+        }
+        finally
+        {
+            File.Delete(zip);
+        }
+    }
+
+    /// <summary>Sentence similarity (regression) with Polytropon routed on a key task column (task id = key − 1, read here
+    /// from the keyed data): Transform's score equals one forward pass per pair with its own task id.</summary>
+    [Fact]
+    public void SentenceSimilarityRoutesOnAKeyTaskColumn()
+    {
+        var ctx = new LowRankContext(seed: 34);
+        var trainRows = Rows(24, 7);
+        var testRows = Rows(9, 8);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("TaskKey", "Task").Fit(ctx.Data.LoadFromEnumerable(trainRows));
+        using var model = ctx.Regression.Trainers.SentenceSimilarity(new SentenceSimilarityTrainer.Options
+        {
+            ModelFolder = PipelineFixtures.Model("llama_cls"), LabelColumnName = "Similarity", Sentence1ColumnName = "Text", Sentence2ColumnName = "Second",
+            Method = Preset("poly"), TaskColumnName = "TaskKey", Seed = 9, BatchSize = 8, MaxEpochs = 1, LearningRate = 5e-2, WarmupRatio = 0,
+        }).Fit(keys.Transform(ctx.Data.LoadFromEnumerable(trainRows)));
+        Assert.Equal("TaskKey", model.TaskColumnName);
+        Assert.Null(model.TaskValues);
+        var lm = model.AdaptedModel;
+        AdapterInvariants.Perturb(lm, seed: 5, std: 0.2);
+        var test = keys.Transform(ctx.Data.LoadFromEnumerable(testRows));
+        var taskKeys = test.GetColumn<uint>("TaskKey").ToList();
+        var scores = model.Transform(test).GetColumn<float>("Score").ToList();
+        double worstWrong = 0;
+        for (int i = 0; i < testRows.Length; i++)
+        {
+            var e = model.Runtime.Encode(testRows[i].Text, testRows[i].Second);
+            float expected = NaiveLogits(lm, e.Ids, new Route(taskKeys[i] - 1L, null))[0];
+            Assert.True(Math.Abs(expected - scores[i]) <= Tol * Math.Max(1, Math.Abs(expected)), $"row {i}: {expected} vs {scores[i]}");
+            worstWrong = Math.Max(worstWrong, Math.Abs(NaiveLogits(lm, e.Ids, new Route(taskKeys[i] % 3, null))[0] - scores[i]));
+        }
+        Assert.True(worstWrong > 100 * Tol, $"a wrong task changes the score by only {worstWrong:E2}");
+    }
+
+    /// <summary>NER on BERT with Octavius' gate on the instance embedding derived from the model (mean frozen token
+    /// embedding of the whole encoded sentence): the validation loss Fit reports (one batch: total token cross-entropy over
+    /// labelled tokens) equals the per-sentence computation, and Transform's tags are the per-sentence argmax.</summary>
+    [Fact]
+    public void NamedEntityRecognitionRoutesOnTheDerivedInstanceEmbedding()
+    {
+        var ctx = new LowRankContext(seed: 35);
+        var trainRows = PipelineFixtures.Ner(24, 9);
+        var validRows = PipelineFixtures.Ner(10, 10);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("Label", "Tags").Fit(ctx.Data.LoadFromEnumerable(trainRows));
+        using var model = ctx.MulticlassClassification.Trainers.NamedEntityRecognition(new NamedEntityRecognitionTrainer.Options
+        {
+            ModelFolder = PipelineFixtures.Model("bert_token_cls"), Method = Preset("octavius"), Seed = 9, BatchSize = 12, MaxEpochs = 1,
+            LearningRate = 5e-2, WarmupRatio = 0, ValidationSet = keys.Transform(ctx.Data.LoadFromEnumerable(validRows)),
+        }).Fit(keys.Transform(ctx.Data.LoadFromEnumerable(trainRows)));
+        Assert.Null(model.TaskColumnName);
+        var lm = model.AdaptedModel;
+        var emb = EmbeddingMatrix(lm);
+        var tagOf = FirstAppearance(trainRows.SelectMany(r => r.Tags));
+        double sum = 0;
+        long count = 0;
+        foreach (var row in validRows)
+        {
+            var words = row.Sentence.Split(' ');
+            var aligned = WordAlignment.Encode(model.Runtime, words);
+            var ids = aligned.Text.Ids;
+            var p = NaiveLogits(lm, ids, new Route(null, MeanEmbedding(emb, ids)));
+            int k = p.Length / ids.Length;
+            for (int w = 0; w < words.Length; w++)
+            {
+                int t = aligned.FirstToken[w];
+                if (t < 0) continue;
+                var probs = Softmax(p.AsSpan(t * k, k).ToArray());
+                sum -= Math.Log(probs[tagOf[row.Tags[w]]]);
+                count++;
+            }
+        }
+        double reported = model.TrainingResult!.Evaluations[^1].Loss;
+        Assert.True(Math.Abs(reported - sum / count) <= 1e-5 * Math.Max(1, sum / count), $"validation loss {reported} vs per-sentence {sum / count}");
+
+        AdapterInvariants.Perturb(lm, seed: 6, std: 0.2);
+        var predicted = model.Transform(keys.Transform(ctx.Data.LoadFromEnumerable(validRows))).GetColumn<uint[]>("PredictedLabel").ToList();
+        for (int i = 0; i < validRows.Length; i++)
+        {
+            var words = validRows[i].Sentence.Split(' ');
+            var aligned = WordAlignment.Encode(model.Runtime, words);
+            var p = NaiveLogits(lm, aligned.Text.Ids, new Route(null, MeanEmbedding(emb, aligned.Text.Ids)));
+            int k = p.Length / aligned.Text.Ids.Length;
+            var expected = words.Select((_, w) => (uint)TextClassificationTransformer.ArgMax(p.AsSpan(aligned.FirstToken[w] * k, k)) + 1).ToArray();
+            Assert.Equal(expected, predicted[i]);
+        }
+    }
+
+    public sealed class PromptRow
+    {
+        public string Prompt { get; set; } = "";
+        public string Response { get; set; } = "";
+        public string Task { get; set; } = "";
+    }
+
+    private static PromptRow[] Prompts() => [.. PipelineFixtures.Instructions().Select((r, i) => new PromptRow { Prompt = r.Prompt, Response = r.Response, Task = TaskNames[(i / 2) % 3] })];
+
+    /// <summary>Causal LM with Octavius: the gate reads the mean frozen embedding of the prompt tokens only (the
+    /// instruction). Each row's response log-loss equals a teacher-forced forward pass with that instance embedding (and
+    /// differs from one gated on the whole prompt + response); each completion equals greedy generation with the same gate
+    /// held for every new token; Save/Load keeps both.</summary>
+    [Fact]
+    public void CausalLMGatesOnThePromptEmbeddingForScoringAndGeneration()
+    {
+        var ctx = new LowRankContext(seed: 36);
+        var rows = Prompts();
+        var data = ctx.Data.LoadFromEnumerable(rows);
+        var zip = TempZip();
+        try
+        {
+            float[] losses;
+            string[] completions;
+            using (var model = ctx.TextGeneration.Trainers.CausalLM(new CausalLMTrainer.Options
+            {
+                ModelFolder = PipelineFixtures.Model("llama"), Method = Preset("octavius"), Seed = 9, BatchSize = 8, MaxEpochs = 1,
+                LearningRate = 5e-2, WarmupRatio = 0, Generation = new GenerationOptions { MaxNewTokens = 4 },
+            }).Fit(data))
+            {
+                var lm = model.AdaptedModel;
+                AdapterInvariants.Perturb(lm, seed: 7, std: 0.2);
+                var emb = EmbeddingMatrix(lm);
+                var scored = model.Transform(data);
+                losses = [.. scored.GetColumn<float>(CausalLMTransformer.LogLossColumnName)];
+                completions = [.. scored.GetColumn<string>("Completion")];
+                double worstWhole = 0;
+                for (int i = 0; i < rows.Length; i++)
+                {
+                    var (ids, promptLength) = CausalLMTransformer.EncodeExample(model.Runtime, rows[i].Prompt, rows[i].Response);
+                    var labels = ids.Select((t, j) => j < promptLength ? -100L : t).ToArray();
+                    var instruction = MeanEmbedding(emb, ids[..promptLength]);
+                    double expected = NaiveRun(lm, ids, new Route(null, instruction), labels).loss!.Value;
+                    Assert.True(Math.Abs(expected - losses[i]) <= Tol * Math.Max(1, expected), $"row {i}: log-loss {losses[i]} vs {expected}");
+                    worstWhole = Math.Max(worstWhole, Math.Abs(NaiveRun(lm, ids, new Route(null, MeanEmbedding(emb, ids)), labels).loss!.Value - losses[i]));
+
+                    // Greedy generation with the prompt's gate, decoded as the transformer does.
+                    var promptIds = ids[..promptLength];
+                    List<long[]> generated;
+                    using (var scope = NewDisposeScope())
+                    using (lm.UseRouting(new MixtureRoutingInputs { InstanceFeatures = tensor(instruction.Select(x => (float)x).ToArray(), new long[] { 1, instruction.Length }) }))
+                        generated = TextGenerator.Generate(lm.Model, [promptIds], new GenerationOptions { MaxNewTokens = 4 });
+                    var tokens = generated[0].AsEnumerable();
+                    if (generated[0].Length > 0 && lm.Model.Config.EosTokenIds.Contains(generated[0][^1])) tokens = generated[0][..^1];
+                    Assert.Equal(model.Runtime.Tokenizer.Decode(tokens.Select(t => (int)t)).Trim(), completions[i]);
+                }
+                Assert.True(worstWhole > 100 * Tol, $"gating on the whole sequence changes the log-loss by only {worstWhole:E2}");
+                Assert.Contains(completions, c => c.Length > 0);
+                ctx.Model.Save(model, data.Schema, zip);
+            }
+            Assert.Equal("Derived", (string?)TaskJson(zip)["routing"]!["instance"]);
+            using var loaded = Assert.IsType<CausalLMTransformer>(ctx.Model.Load(zip, out _));
+            var again = loaded.Transform(data);
+            AdapterInvariants.AssertIdentical(losses, again.GetColumn<float>(CausalLMTransformer.LogLossColumnName).ToArray(), "log-loss after Load");
+            Assert.Equal(completions, again.GetColumn<string>("Completion").ToArray());
+        }
+        finally
+        {
+            File.Delete(zip);
+        }
+    }
+
+    /// <summary>Causal LM with MOELoRA routed on a String task column: log-loss and completions per row follow the row's
+    /// own task; the public <c>Generate(prompt)</c>, which has no task, fails naming the column.</summary>
+    [Fact]
+    public void CausalLMRoutesOnAStringTaskColumn()
+    {
+        var ctx = new LowRankContext(seed: 37);
+        var rows = Prompts();
+        var data = ctx.Data.LoadFromEnumerable(rows);
+        using var model = ctx.TextGeneration.Trainers.CausalLM(new CausalLMTrainer.Options
+        {
+            ModelFolder = PipelineFixtures.Model("llama"), Method = Preset("mmoelora"), TaskColumnName = "Task", Seed = 9, BatchSize = 8, MaxEpochs = 1,
+            LearningRate = 5e-2, WarmupRatio = 0, Generation = new GenerationOptions { MaxNewTokens = 3 },
+        }).Fit(data);
+        var taskOf = FirstAppearance(rows.Select(r => r.Task));
+        Assert.Equal(taskOf.Keys.ToArray(), model.TaskValues!.ToArray());
+        var lm = model.AdaptedModel;
+        AdapterInvariants.Perturb(lm, seed: 8, std: 0.2);
+        var scored = model.Transform(data);
+        var losses = scored.GetColumn<float>(CausalLMTransformer.LogLossColumnName).ToArray();
+        var completions = scored.GetColumn<string>("Completion").ToArray();
+        double worstWrong = 0;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var (ids, promptLength) = CausalLMTransformer.EncodeExample(model.Runtime, rows[i].Prompt, rows[i].Response);
+            var labels = ids.Select((t, j) => j < promptLength ? -100L : t).ToArray();
+            long task = taskOf[rows[i].Task];
+            double expected = NaiveRun(lm, ids, new Route(task, null), labels).loss!.Value;
+            Assert.True(Math.Abs(expected - losses[i]) <= Tol * Math.Max(1, expected), $"row {i}: log-loss {losses[i]} vs {expected}");
+            worstWrong = Math.Max(worstWrong, Math.Abs(NaiveRun(lm, ids, new Route((task + 1) % 3, null), labels).loss!.Value - losses[i]));
+            List<long[]> generated;
+            using (var scope = NewDisposeScope())
+            using (lm.UseRouting(new MixtureRoutingInputs { TaskIds = tensor(new[] { task }) }))
+                generated = TextGenerator.Generate(lm.Model, [ids[..promptLength]], new GenerationOptions { MaxNewTokens = 3 });
+            var tokens = generated[0].AsEnumerable();
+            if (generated[0].Length > 0 && lm.Model.Config.EosTokenIds.Contains(generated[0][^1])) tokens = generated[0][..^1];
+            Assert.Equal(model.Runtime.Tokenizer.Decode(tokens.Select(t => (int)t)).Trim(), completions[i]);
+        }
+        Assert.True(worstWrong > 100 * Tol, $"a wrong task changes the log-loss by only {worstWrong:E2}");
+        var e = Assert.Throws<InvalidOperationException>(() => model.Generate("opposite of hot"));
+        Assert.Contains("task column 'Task'", e.Message);
+    }
+
+    public sealed class VectorRow
+    {
+        public string Text { get; set; } = "";
+        public string Topic { get; set; } = "";
+
+        [VectorType(32)]
+        public float[] Embedding { get; set; } = [];
+    }
+
+    /// <summary>Octavius with an explicit instance column (InstanceColumnName): the gate reads each row's vector, at Fit
+    /// (validation loss) and in Transform; another row's vector changes the output.</summary>
+    [Fact]
+    public void OctaviusReadsAnExplicitInstanceColumn()
+    {
+        var ctx = new LowRankContext(seed: 38);
+        var rng = new Random(4);
+        VectorRow[] Make(int n, int seed) => [.. PipelineFixtures.Topics(n, seed).Select(r => new VectorRow
+        {
+            Text = r.Text, Topic = r.Topic, Embedding = [.. Enumerable.Range(0, 32).Select(_ => (float)(rng.NextDouble() * 2 - 1))],
+        })];
+        var trainRows = Make(24, 11);
+        var validRows = Make(12, 12);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Fit(ctx.Data.LoadFromEnumerable(trainRows));
+        var options = Classifier("llama_cls", Preset("octavius"));
+        options.InstanceColumnName = "Embedding";
+        options.ValidationSet = keys.Transform(ctx.Data.LoadFromEnumerable(validRows));
+        using var model = ctx.MulticlassClassification.Trainers.TextClassification(options).Fit(keys.Transform(ctx.Data.LoadFromEnumerable(trainRows)));
+        var lm = model.AdaptedModel;
+        var classOf = FirstAppearance(trainRows.Select(r => r.Topic));
+        Route Of(VectorRow r) => new(null, [.. r.Embedding.Select(x => (double)x)]);
+        double naive = validRows.Average(r => -Math.Log(Softmax(NaiveLogits(lm, model.Runtime.Encode(r.Text).Ids, Of(r)))[classOf[r.Topic]]));
+        double reported = model.TrainingResult!.Evaluations[^1].Loss;
+        Assert.True(Math.Abs(reported - naive) <= 1e-5 * Math.Max(1, naive), $"validation loss {reported} vs per-row {naive}");
+        AdapterInvariants.Perturb(lm, seed: 9, std: 0.2);
+        var scores = model.Transform(ctx.Data.LoadFromEnumerable(validRows)).GetColumn<float[]>("Score").ToList();
+        double worstWrong = 0;
+        for (int i = 0; i < validRows.Length; i++)
+        {
+            var ids = model.Runtime.Encode(validRows[i].Text).Ids;
+            Assert.True(MaxAbsDiff(Softmax(NaiveLogits(lm, ids, Of(validRows[i]))), scores[i]) <= Tol, $"row {i}");
+            worstWrong = Math.Max(worstWrong, MaxAbsDiff(Softmax(NaiveLogits(lm, ids, Of(validRows[(i + 1) % validRows.Length]))), scores[i]));
+        }
+        Assert.True(worstWrong > 100 * Tol, $"another row's embedding changes the output by only {worstWrong:E2}");
+    }
 }

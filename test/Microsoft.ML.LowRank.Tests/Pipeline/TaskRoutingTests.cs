@@ -667,4 +667,103 @@ public class TaskRoutingTests
         }
         Assert.True(worstWrong > 100 * Tol, $"another row's embedding changes the output by only {worstWrong:E2}");
     }
+
+    /// <summary>Bad routing inputs fail at Fit with an exception naming the column (or the option), before or while reading
+    /// the data; a task value the training data did not have fails at prediction naming the column and the value; MoCLE
+    /// without a task column and a one-task Polytropon need none; LoRAMoE's balancing constraint reads 0/1 task types.</summary>
+    [Fact]
+    public void RoutingErrorsNameTheColumnOrTheOption()
+    {
+        var ctx = new LowRankContext(seed: 39);
+        var rows = Rows(12, 13);
+        var keys = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Fit(ctx.Data.LoadFromEnumerable(rows));
+        IDataView Data(IEnumerable<Row> r) => keys.Transform(ctx.Data.LoadFromEnumerable(r));
+        TextClassificationTransformer Fit(MixtureOfLoraExpertsOptions method, string? task, IDataView data, IDataView? validation = null)
+        {
+            var o = Classifier("llama_cls", method);
+            o.TaskColumnName = task;
+            o.MaxEpochs = 0;
+            o.MaxSteps = 1;
+            o.ValidationSet = validation;
+            return ctx.MulticlassClassification.Trainers.TextClassification(o).Fit(data);
+        }
+        var data = Data(rows);
+
+        // Missing column, wrong type: ML.NET's wording, from the schema check.
+        var e1 = Assert.Throws<ArgumentOutOfRangeException>(() => Fit(Preset("mmoelora"), "Nope", data));
+        Assert.Contains("Could not find task column 'Nope'", e1.Message);
+        var e2 = Assert.Throws<ArgumentOutOfRangeException>(() => Fit(Preset("mmoelora"), "Weight", data));
+        Assert.Contains("Schema mismatch for task column 'Weight'", e2.Message);
+        Assert.Contains("Single", e2.Message);
+
+        // No column for a method that needs one: the option is named.
+        var e3 = Assert.Throws<ArgumentException>(() => Fit(Preset("mmoelora"), null, data));
+        Assert.Equal("TaskColumnName", e3.ParamName);
+        Assert.Contains("num_tasks = 3", e3.Message);
+        var e4 = Assert.Throws<ArgumentException>(() => Fit(Preset("moa"), null, data));
+        Assert.Equal("TaskColumnName", e4.ParamName);
+        Assert.Contains("domain", e4.Message);
+        var lbc = MixtureOfLoraExpertsOptions.LoRAMoE(numExperts: 4, r: 2, dropout: 0, lbcWeight: 0.1, lbcDelta: 0.1);
+        Assert.Equal("TaskColumnName", Assert.Throws<ArgumentException>(() => Fit(lbc, null, data)).ParamName);
+
+        // Ids beyond the configured number of tasks (integer, String, MoA's experts, LoRAMoE's two types).
+        var beyond = rows.Select((r, i) => new Row { Text = r.Text, Topic = r.Topic, Task = r.Task, TaskId = i == 7 ? 3 : r.TaskId }).ToArray();
+        var e5 = Assert.Throws<InvalidOperationException>(() => Fit(Preset("mmoelora"), "TaskId", Data(beyond)));
+        Assert.Contains("task column 'TaskId' has the value 3 at row 7", e5.Message);
+        Assert.Contains("num_tasks = 3", e5.Message);
+        var e6 = Assert.Throws<InvalidOperationException>(() => Fit(MixtureOfLoraExpertsOptions.Poly(r: 4), "Task", data));
+        Assert.Contains("task column 'Task'", e6.Message);
+        Assert.Contains("num_tasks = 1", e6.Message);
+        var e7 = Assert.Throws<InvalidOperationException>(() => Fit(MixtureOfLoraExpertsOptions.MoA(numDomains: 2, r: 4, dropout: 0), "TaskId", data));
+        Assert.Contains("task column 'TaskId'", e7.Message);
+        Assert.Contains("num_experts = 2", e7.Message);
+        var e8 = Assert.Throws<InvalidOperationException>(() => Fit(lbc, "TaskId", data));
+        Assert.Contains("two task types", e8.Message);
+        using (var ok = Fit(lbc, "TaskId", Data(rows.Select(r => new Row { Text = r.Text, Topic = r.Topic, TaskId = r.TaskId % 2 }))))
+            Assert.Equal("TaskId", ok.TaskColumnName);
+
+        // A missing key (a value the key mapping did not have).
+        var taskKeys = ctx.Transforms.Conversion.MapValueToKey("TaskKey", "Task").Fit(ctx.Data.LoadFromEnumerable(rows.Where(r => r.Task != "qa")));
+        var keyed = taskKeys.Transform(data);
+        var e9 = Assert.Throws<InvalidOperationException>(() => Fit(Preset("mmoelora"), "TaskKey", keyed));
+        Assert.Contains("task column 'TaskKey' has a missing key (0)", e9.Message);
+
+        // A validation row with a task the training data did not have.
+        var unseen = Data(rows.Take(4).Select(r => new Row { Text = r.Text, Topic = r.Topic, Task = "translate" }));
+        var e10 = Assert.Throws<InvalidOperationException>(() => Fit(Preset("mmoelora"), "Task", data, unseen));
+        Assert.Contains("task column 'Task' has the value 'translate'", e10.Message);
+
+        // Without a task column: one-task Polytropon routes every row as task 0; MoCLE clusters. Both predict without one.
+        using (var one = Fit(MixtureOfLoraExpertsOptions.Poly(r: 4), null, data))
+            Assert.Equal(TaskIdSource.SingleTask, one.Runtime.Routing!.TaskIds);
+        using var mocle = Fit(Preset("mocle"), null, data);
+        Assert.Null(mocle.TaskColumnName);
+        Assert.Equal(rows.Length, mocle.Transform(data).GetColumn<float[]>("Score").Count());
+
+        // At prediction: an unseen String task value.
+        using var model = Fit(Preset("mmoelora"), "Task", data);
+        var other = model.Transform(Data(rows.Take(2).Select(r => new Row { Text = r.Text, Topic = r.Topic, Task = "translate" })));
+        var e11 = Assert.Throws<InvalidOperationException>(() => other.GetColumn<float[]>("Score").ToList());
+        Assert.Contains("task column 'Task' has the value 'translate'", e11.Message);
+        Assert.Contains("'summary'", e11.Message);
+
+        // An instance column of the wrong size for Octavius' gate (hidden size 32).
+        var vectors = ctx.Data.LoadFromEnumerable(rows.Select(r => new SmallVectorRow { Text = r.Text, Topic = r.Topic, Embedding = [1, 2, 3] }));
+        var o12 = Classifier("llama_cls", Preset("octavius"));
+        o12.InstanceColumnName = "Embedding";
+        o12.MaxEpochs = 0;
+        o12.MaxSteps = 1;
+        var e12 = Assert.Throws<InvalidOperationException>(() => ctx.MulticlassClassification.Trainers.TextClassification(o12).Fit(keys.Transform(vectors)));
+        Assert.Contains("instance column 'Embedding' has a vector of 3 values", e12.Message);
+        Assert.Contains("32", e12.Message);
+    }
+
+    public sealed class SmallVectorRow
+    {
+        public string Text { get; set; } = "";
+        public string Topic { get; set; } = "";
+
+        [VectorType(3)]
+        public float[] Embedding { get; set; } = [];
+    }
 }

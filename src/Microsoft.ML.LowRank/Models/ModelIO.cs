@@ -35,6 +35,10 @@ public sealed class ModelInputs
     public KVCache? Cache { get; init; }
     /// <summary>Also return the hidden states after the embeddings and after every block.</summary>
     public bool OutputHiddenStates { get; init; }
+    /// <summary>Packed sequences (decoders, no cache): the id of the sequence each token belongs to [batch, seq]; a token
+    /// attends only to earlier tokens of its own sequence (a block-diagonal causal mask). Pass <see cref="PositionIds"/>
+    /// restarting per sequence. Null: one sequence per row.</summary>
+    public Tensor? SequenceIds { get; init; }
 }
 
 /// <summary>Outputs of a forward pass; tensors belong to the caller's dispose scope.</summary>
@@ -130,8 +134,9 @@ public static class AttentionUtils
     /// <param name="causal">Apply the causal rule.</param>
     /// <param name="dtype">Score dtype.</param>
     /// <param name="device">Device.</param>
+    /// <param name="sequenceIds">Packed sequences [batch, q] (no cache): also require query and key in the same sequence.</param>
     /// <returns>The mask, or null when nothing is masked (no padding, not causal).</returns>
-    public static Tensor? AdditiveMask(Tensor? attentionMask, long batch, long q, long past, bool causal, ScalarType dtype, Device device)
+    public static Tensor? AdditiveMask(Tensor? attentionMask, long batch, long q, long past, bool causal, ScalarType dtype, Device device, Tensor? sequenceIds = null)
     {
         if (!causal && attentionMask is null) return null;
         using var scope = NewDisposeScope();
@@ -147,6 +152,12 @@ public static class AttentionUtils
         else
         {
             keep = attentionMask!.to(device).ne(0).unsqueeze(1).unsqueeze(1); // [b,1,1,k]
+        }
+        if (sequenceIds is not null)
+        {
+            if (past != 0) throw new ArgumentException("packed sequences (SequenceIds) cannot be combined with a KV cache");
+            var sid = sequenceIds.to(device);
+            keep = keep.logical_and(sid.unsqueeze(2).eq(sid.unsqueeze(1)).unsqueeze(1)); // [b,1,q,k]
         }
         var zero = zeros(new long[] { 1 }, dtype, device);
         var mask = zero.masked_fill(keep.logical_not(), MinValue(dtype));

@@ -198,6 +198,8 @@ public sealed class PretrainedModel : nn.Module
         var ids = inputs.InputIds;
         if (ids.dim() != 2) throw new ArgumentException($"input_ids must be [batch, seq], got [{string.Join(", ", ids.shape)}]");
         if (ids.dtype != ScalarType.Int64) throw new ArgumentException($"input_ids must be int64, got {ids.dtype}");
+        if (inputs.SequenceIds is not null && Config.Family is not (ModelFamily.Llama or ModelFamily.Gpt2))
+            throw new ArgumentException($"packed sequences (SequenceIds) need a decoder (LLaMA family or GPT-2); this model is {Config.Family}");
         using var scope = NewDisposeScope();
         var (last, hidden) = Backbone.Forward(inputs);
         Tensor? logits = null, loss = null;

@@ -127,6 +127,51 @@ public static partial class torch
             }
 
             /// <summary>
+            /// The fused DoRA linear (arXiv 2402.09353, PEFT's form): with W' = W0 + s·B·A, n = ‖W'‖ per output row
+            /// (detached) and k = m / n, y = x·W0ᵀ + b + (k − 1) ⊙ (x̃·W0ᵀ) + k ⊙ s·(x̃·Aᵀ)·Bᵀ where x̃ is the dropped-out input
+            /// (without dropout: y = k ⊙ (x·W'ᵀ) + b). The norm is computed in float32 (float64 for float64 weights) from
+            /// ‖W0_i‖² + 2s·⟨W0_i·Aᵀ, B_i⟩ + s²·B_i·(A·Aᵀ)·B_iᵀ, without forming the out×in W'. One autograd node; the base weight
+            /// must be frozen; gradients flow to x, b, A, B and m.
+            /// </summary>
+            /// <param name="input">[..., in].</param>
+            /// <param name="weight">Frozen base weight [out, in] ([in, out] with <paramref name="fan_in_fan_out"/>).</param>
+            /// <param name="bias">Base bias [out], or null (never scaled by k).</param>
+            /// <param name="lora_A">Down projection [r, in].</param>
+            /// <param name="lora_B">Up projection [out, r].</param>
+            /// <param name="magnitude">m [out].</param>
+            /// <param name="scaling">s.</param>
+            /// <param name="dropout_p">Dropout probability on the adapter input (the DoRA term then sees the dropped input, as in PEFT).</param>
+            /// <param name="training">Apply dropout.</param>
+            /// <param name="generator">Generator of the dropout mask (null: the default one).</param>
+            /// <param name="fan_in_fan_out">The base weight is stored [in, out].</param>
+            /// <returns>[..., out] in the base weight's type.</returns>
+            public static Tensor dora_linear(Tensor input, Tensor weight, Tensor? bias, Tensor lora_A, Tensor lora_B, Tensor magnitude, double scaling,
+                double dropout_p = 0, bool training = false, Generator? generator = null, bool fan_in_fan_out = false)
+            {
+                ArgumentNullException.ThrowIfNull(input);
+                ArgumentNullException.ThrowIfNull(weight);
+                ArgumentNullException.ThrowIfNull(lora_A);
+                ArgumentNullException.ThrowIfNull(lora_B);
+                ArgumentNullException.ThrowIfNull(magnitude);
+                var r = NativeMethods.lr_fused_dora_linear(input.Handle, weight.Handle, Opt(bias), lora_A.Handle, lora_B.Handle, magnitude.Handle, scaling,
+                    dropout_p, training ? 1 : 0, Gen(generator), fan_in_fan_out ? 1 : 0);
+                GC.KeepAlive(bias);
+                GC.KeepAlive(generator);
+                return Tensor.Wrap(r);
+            }
+
+            /// <summary>DoRA's detached row norm ‖W0 + s·B·A‖ (one value per output row, float32 or float64), computed without
+            /// forming W0 + s·B·A (see <see cref="dora_linear"/>); e.g. to initialise the magnitude (B = 0 gives ‖W0‖).</summary>
+            /// <param name="weight">Base weight [out, in] ([in, out] with <paramref name="fan_in_fan_out"/>).</param>
+            /// <param name="lora_A">[r, in].</param>
+            /// <param name="lora_B">[out, r].</param>
+            /// <param name="scaling">s.</param>
+            /// <param name="fan_in_fan_out">The base weight is stored [in, out].</param>
+            /// <returns>[out].</returns>
+            public static Tensor dora_weight_norm(Tensor weight, Tensor lora_A, Tensor lora_B, double scaling, bool fan_in_fan_out = false)
+                => Tensor.Wrap(NativeMethods.lr_fused_dora_weight_norm(weight.Handle, lora_A.Handle, lora_B.Handle, scaling, fan_in_fan_out ? 1 : 0));
+
+            /// <summary>
             /// The compute order <see cref="lora_linear"/> uses for given shapes (RunLoRA's chooser). Cost model, in
             /// multiply-adds, with a pass over an out×in matrix counted as 8 per element: forward sequential N·r·(in+out),
             /// merged out·in·r + 8·out·in (+ N·in·r for z when B trains); input gradient sequential N·r·in, merged

@@ -44,6 +44,14 @@ public sealed class CausalLMTrainer : LowRankTrainerBase<CausalLMTransformer>
 
         /// <summary>How completions are generated (greedy, 32 new tokens by default; stops at the model's end token).</summary>
         public GenerationOptions Generation = new();
+
+        /// <summary>Pack each training batch's examples end to end into rows of <see cref="LowRankTrainerOptions.MaxSequenceLength"/>
+        /// tokens (<see cref="TrainerOptions.PackSequences"/>: positions restart per example, attention stays inside it,
+        /// the loss is the same token mean): fewer, fuller rows for short examples. Validation data stays padded.
+        /// Default false.</summary>
+        public bool PackSequences;
+
+        internal override bool PackTrainingSequences => PackSequences;
     }
 
     private readonly Options _options;

@@ -209,9 +209,14 @@ public abstract class LowRankTrainerOptions
         if (InstanceColumnName is { Length: 0 }) throw new ArgumentException("InstanceColumnName is empty: give a column name or null", nameof(InstanceColumnName));
     }
 
+    /// <summary>Whether the trainer packs the training examples (<see cref="TrainerOptions.PackSequences"/>); tasks whose
+    /// data is a <see cref="TokenBatcher"/> may offer it.</summary>
+    internal virtual bool PackTrainingSequences => false;
+
     /// <summary>The trainer settings these options stand for.</summary>
     internal TrainerOptions ToTrainerOptions(int seed) => new()
     {
+        PackSequences = PackTrainingSequences,
         LearningRate = LearningRate,
         MaxEpochs = MaxEpochs,
         MaxSteps = MaxSteps,

@@ -37,6 +37,12 @@ public sealed class Batch : IDisposable
     /// <summary>Segment ids (BERT sentence pairs), or null.</summary>
     public Tensor? TokenTypeIds { get; init; }
 
+    /// <summary>Positions [batch, seq] (packed sequences restart at 0), or null for the default positions.</summary>
+    public Tensor? PositionIds { get; init; }
+
+    /// <summary>Packed sequences: the sequence each token belongs to [batch, seq] (attention stays inside a sequence), or null.</summary>
+    public Tensor? SequenceIds { get; init; }
+
     /// <summary>Number of examples (rows).</summary>
     public int Size => (int)InputIds.size(0);
 
@@ -78,6 +84,8 @@ public sealed class Batch : IDisposable
         return new Batch(InputIds.to(device), AttentionMask?.to(device), Labels?.to(device))
         {
             TokenTypeIds = TokenTypeIds?.to(device),
+            PositionIds = PositionIds?.to(device),
+            SequenceIds = SequenceIds?.to(device),
             TargetCount = TargetCount,
             ExampleIndices = ExampleIndices,
             TokenCount = TokenCount,
@@ -92,6 +100,8 @@ public sealed class Batch : IDisposable
         AttentionMask = AttentionMask,
         Labels = Labels,
         TokenTypeIds = TokenTypeIds,
+        PositionIds = PositionIds,
+        SequenceIds = SequenceIds,
     };
 
     /// <summary>Frees the tensors.</summary>
@@ -101,6 +111,8 @@ public sealed class Batch : IDisposable
         AttentionMask?.Dispose();
         Labels?.Dispose();
         TokenTypeIds?.Dispose();
+        PositionIds?.Dispose();
+        SequenceIds?.Dispose();
     }
 }
 

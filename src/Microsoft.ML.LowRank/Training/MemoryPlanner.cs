@@ -160,7 +160,8 @@ public static class MemoryPlanner
         long b = o.BatchSize, T = o.SequenceLength, N = b * T, H = c.HiddenSize, I = c.IntermediateSize, V = c.VocabSize, L = c.NumHiddenLayers;
         long heads = c.NumAttentionHeads, hd = c.HeadDim, r = o.Rank;
         var projections = Projections(c);
-        var targets = o.TargetModules is null ? projections : projections.Where(p => o.TargetModules.Contains(p.Name)).ToList();
+        var targets = o.TargetModules is null ? projections
+            : projections.Where(p => o.TargetModules.Any(t => p.Name == t || p.Name.EndsWith("." + t, StringComparison.Ordinal))).ToList();
         if (targets.Count == 0) throw new ArgumentException($"none of the target modules [{string.Join(", ", o.TargetModules!)}] is a block linear of {c.ModelType} ({string.Join(", ", projections.Select(p => p.Name))})");
         bool fa = o.Method == PlannedMethod.LoraFA;
         bool fusedAttention = o.FusedAttention ?? (o.Device == DeviceType.CUDA && torch.nn.functional.sdpa_uses_fused_kernel);

@@ -97,6 +97,59 @@ public sealed class Trainer : IDisposable
         if (o.ChunkedCrossEntropy is { } cc) pretrained.ChunkedCrossEntropy = cc;
     }
 
+    private IBatchSource PackTrainingData(IBatchSource train)
+    {
+        var pretrained = Model as PretrainedModel ?? (Model as Adapters.LowRankModel)?.Model;
+        if (pretrained is not null && pretrained.Config.Family is not (ModelFamily.Llama or ModelFamily.Gpt2))
+            throw new ArgumentException($"TrainerOptions.PackSequences needs a decoder (LLaMA family or GPT-2); this model is {pretrained.Config.Family}", nameof(train));
+        return train switch
+        {
+            PackedTokenBatcher p when Options.PackedLength is null || Options.PackedLength == p.PackedLength => p,
+            PackedTokenBatcher p => throw new ArgumentException($"the training data is packed to {p.PackedLength} tokens but TrainerOptions.PackedLength is {Options.PackedLength}", nameof(train)),
+            TokenBatcher t => PackedTokenBatcher.From(t, Options.PackedLength),
+            _ => throw new ArgumentException($"TrainerOptions.PackSequences needs a TokenBatcher as training data, got {train.GetType().Name}", nameof(train)),
+        };
+    }
+
+    /// <summary>The memory plan of the run when <see cref="TrainerOptions.MemoryCheck"/> estimated one (null otherwise).</summary>
+    public MemoryPlan? MemoryPlan { get; private set; }
+
+    private void CheckMemory(IBatchSource train)
+    {
+        var pretrained = Model as PretrainedModel ?? (Model as Adapters.LowRankModel)?.Model;
+        if (pretrained is null || pretrained.Config.Family is not (ModelFamily.Llama or ModelFamily.Gpt2) || pretrained.Task != ModelTask.CausalLM) return;
+        int seq;
+        using (NewDisposeScope())
+        {
+            var first = train.GetBatch(Enumerable.Range(0, Math.Min(Options.BatchSize, train.Count)).ToList());
+            seq = (int)first.InputIds.size(1);
+        }
+        if (seq < 2) return;
+        var baseType = pretrained.parameters().First().dtype;
+        if (Options.Autocast is { } ac && baseType == ScalarType.Float32) baseType = ac;
+        int rank = 8;
+        var method = PlannedMethod.Lora;
+        IReadOnlyCollection<string>? targets = null;
+        if (Model is Adapters.LowRankModel adapted && adapted.AdapterNames.Count > 0 && adapted.PeftConfig[adapted.AdapterNames[0]] is Adapters.Lora.LoraOptions lo)
+        {
+            rank = lo.R;
+            if (lo.TargetModules is { IsAllLinear: false, Names: { } names }) targets = names.ToList();
+            if (!_trainable.Any(p => p.Name.Contains("lora_A", StringComparison.Ordinal))) method = PlannedMethod.LoraFA;
+        }
+        var options = new MemoryPlanOptions
+        {
+            Config = pretrained.Config, Method = method, Rank = rank, TargetModules = targets, BatchSize = Options.BatchSize, SequenceLength = seq,
+            BaseType = baseType, AdapterType = _optimized[0].Param.dtype, GradientCheckpointing = pretrained.Backbone.GradientCheckpointing,
+            ChunkedCrossEntropy = pretrained.ChunkedCrossEntropy, CrossEntropyChunkRows = pretrained.CrossEntropyChunkRows, Device = _device.type,
+        };
+        var plan = MemoryPlanner.Estimate(options);
+        long available = Options.MemoryBudgetBytes ?? MemoryPlanner.AvailableBytes(_device);
+        // Weights and adapters are loaded already (the device's free memory no longer includes them).
+        long resident = Options.MemoryBudgetBytes is null ? plan.BaseWeightBytes + plan.AdapterBytes : 0;
+        if (available > 0) MemoryPlan = MemoryPlanner.EnsureFits(options, available, resident);
+        else MemoryPlan = plan;
+    }
+
     /// <summary>The model being trained.</summary>
     public nn.Module Model { get; }
 
@@ -147,6 +200,7 @@ public sealed class Trainer : IDisposable
         if (_started) throw new InvalidOperationException("a Trainer trains once; create a new Trainer and resume from a checkpoint to continue");
         _started = true;
         var o = Options;
+        if (o.PackSequences) train = PackTrainingData(train);
 
         int batchesPerEpoch = BatchCount(train.Count, o.BatchSize, o.DropLastBatch);
         if (batchesPerEpoch == 0)
@@ -164,6 +218,7 @@ public sealed class Trainer : IDisposable
             _ => throw new ArgumentOutOfRangeException(nameof(o.Schedule), o.Schedule, "unknown schedule"),
         };
 
+        if (o.MemoryCheck && resumeFromCheckpoint is null) CheckMemory(train);
         var ctx = _ctx = new TrainingContext(this, cancellationToken) { TotalSteps = totalSteps };
         if (o.CheckpointFolder is { } folder)
         {

@@ -173,6 +173,28 @@ public sealed class TrainerOptions
     /// logits) on the model. Null leaves the model as it is. Default null.</summary>
     public bool? ChunkedCrossEntropy;
 
+    /// <summary>Before the first step, estimate the run's peak memory with <see cref="MemoryPlanner"/> (for a
+    /// <see cref="Models.PretrainedModel"/> or an adapted one; the sequence length is the first batch's) and throw an
+    /// <see cref="InsufficientMemoryException"/> naming the estimate and settings that would fit when it exceeds the
+    /// memory available on the device. Default true.</summary>
+    public bool MemoryCheck = true;
+
+    /// <summary>Memory available to the run for <see cref="MemoryCheck"/>, in bytes; null asks the device
+    /// (<see cref="MemoryPlanner.AvailableBytes"/>). Default null.</summary>
+    public long? MemoryBudgetBytes;
+
+    /// <summary>Pack the training examples of each micro-batch end to end into rows (<see cref="PackedTokenBatcher"/>):
+    /// positions restart per example and attention stays inside it, so the micro-batch holds the same examples and gives
+    /// the same loss as padded rows while the layers spend (almost) no compute on padding. The training data must be a
+    /// <see cref="TokenBatcher"/> (or already a <see cref="PackedTokenBatcher"/>) and the model a decoder (LLaMA family or
+    /// GPT-2); a custom loss function must pass <see cref="Batch.ToModelInputs"/> (position and sequence ids) to the model.
+    /// Validation data stays padded. Default false.</summary>
+    public bool PackSequences;
+
+    /// <summary>Tokens per packed row with <see cref="PackSequences"/>; null: the batcher's
+    /// <see cref="TokenBatcher.MaxLength"/>, or else its longest example. Default null.</summary>
+    public int? PackedLength;
+
     /// <summary>Checks every setting.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
     public void Validate()
@@ -204,6 +226,8 @@ public sealed class TrainerOptions
         Check(Autocast is null or ScalarType.BFloat16 or ScalarType.Float16, nameof(Autocast), Autocast ?? ScalarType.Float32, "must be BFloat16, Float16 or null");
         Check(InitialLossScale > 0 && double.IsFinite(InitialLossScale), nameof(InitialLossScale), InitialLossScale, "must be a finite value > 0");
         Check(LossScaleGrowthInterval >= 1, nameof(LossScaleGrowthInterval), LossScaleGrowthInterval, "must be >= 1");
+        Check(MemoryBudgetBytes is null || MemoryBudgetBytes > 0, nameof(MemoryBudgetBytes), MemoryBudgetBytes ?? 0, "must be > 0 (or null)");
+        Check(PackedLength is null || PackedLength >= 2, nameof(PackedLength), PackedLength ?? 0, "must be >= 2 (or null)");
     }
 
     /// <summary>A shallow copy.</summary>

@@ -181,6 +181,13 @@ public class CliAdapterTests
         Assert.True(o["loss_after"]!.GetValue<double>() < 0.7 * o["loss_before"]!.GetValue<double>(), output);
         Assert.True(File.Exists(Path.Combine(adapter, "adapter_config.json")));
         Assert.True(File.Exists(Path.Combine(adapter, "adapter_model.safetensors")));
+        // Packed: each batch of 8 examples (6-7 tokens each) in rows of 32 tokens; it still learns.
+        (code, output, err) = Run("finetune", model, "--data", data, "--output", adapter + "-packed", "--rank", "8", "--alpha", "16",
+            "--targets", "all-linear", "--lr", "1e-2", "--max-steps", "30", "--batch-size", "8", "--pack-length", "32", "--json");
+        Assert.True(code == 0, err);
+        o = JsonNode.Parse(output.Trim().Split('\n')[^1])!;
+        Assert.Equal(32, o["packed_length"]!.GetValue<int>());
+        Assert.True(o["loss_after"]!.GetValue<double>() < 0.7 * o["loss_before"]!.GetValue<double>(), output);
         (code, _, err) = Run("finetune", model, "--data", data + ".missing", "--output", adapter);
         Assert.Equal(1, code);
         Assert.Contains("data file not found", err);

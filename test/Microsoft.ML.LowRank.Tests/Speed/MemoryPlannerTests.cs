@@ -113,3 +113,32 @@ public class MemoryPlannerTests(ITestOutputHelper output)
         Assert.Throws<ArgumentOutOfRangeException>(() => MemoryPlanner.Estimate(new MemoryPlanOptions { Config = config, BatchSize = 0 }));
     }
 }
+
+[Collection(SerialCollection.Name)]
+public class TrainerMemoryCheckTests
+{
+    [Fact]
+    public void TrainerRefusesBeforeTheFirstStepWhenThePlanExceedsTheBudget()
+    {
+        using var scope = NewDisposeScope();
+        var (model, peft) = SpeedModels.LoraLlama(SpeedModels.LlamaConfig());
+        using var m = model;
+        using var p = peft;
+        var data = new TokenBatcher(Enumerable.Range(0, 16).Select(i => new TokenExample(Enumerable.Range(0, 48).Select(j => (long)((i * 7 + j * 3) % 211)).ToArray(), 0)).ToList());
+        Tensor Loss(Batch b) => peft.forward(new ModelInputs { InputIds = b.InputIds, Labels = b.Labels }).Loss!;
+        var before = peft.named_parameters().Where(x => x.parameter.requires_grad).Select(x => x.parameter.clone()).ToList();
+        using var trainer = new Trainer(peft, Loss, new TrainerOptions { BatchSize = 8, MaxSteps = 2, MemoryBudgetBytes = 64 * 1024 });
+        var e = Assert.Throws<InsufficientMemoryException>(() => trainer.Train(data));
+        Assert.Contains("batch 8 × 48 tokens", e.Message);
+        Assert.Contains("Try:", e.Message);
+        // Nothing trained.
+        var after = peft.named_parameters().Where(x => x.parameter.requires_grad).Select(x => x.parameter).ToList();
+        for (int i = 0; i < before.Count; i++) Assert.True(before[i].equal(after[i]));
+
+        // With enough memory the same run goes ahead and records its plan.
+        using var ok = new Trainer(peft, Loss, new TrainerOptions { BatchSize = 8, MaxSteps = 1, MemoryBudgetBytes = 1L << 34 });
+        ok.Train(data);
+        Assert.NotNull(ok.MemoryPlan);
+        Assert.True(ok.MemoryPlan!.ActivationBytes > 0);
+    }
+}

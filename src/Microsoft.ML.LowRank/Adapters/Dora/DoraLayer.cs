@@ -1,4 +1,5 @@
 using Microsoft.ML.LowRank.Adapters.Lora;
+using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Torch;
 using Microsoft.ML.LowRank.Torch.Modules;
 using static Microsoft.ML.LowRank.Torch.torch;
@@ -208,9 +209,35 @@ public sealed class DoraLayer : AdapterLayer
         return (k - 1) * basePart + lora * (k * Hp(adapterName).scaling);
     }
 
+    /// <summary>
+    /// Evaluate a single active adapter through the fused native DoRA linear (<see cref="torch.nn.functional.dora_linear"/>:
+    /// one autograd node, the row norm computed without forming the out×in W0 + s·B·A, only x, z = x̃·Aᵀ, the dropout mask
+    /// and one [N, out] float32 tensor saved for backward). Used while autograd records (a training step: the node's gains
+    /// are in what backward keeps and recomputes), exactly one adapter of this layer is active, the base is a frozen
+    /// Linear or Conv1D (not an NF4 QuantizedLinear) and the weights are not on the meta device; otherwise, or when false,
+    /// the composed path runs. Same formula (see the class summary) up to rounding: the fused norm is summed from
+    /// ‖W0_i‖² + 2s⟨W0_i·Aᵀ, B_i⟩ + s²‖(B·A)_i‖², so at init k = m/n is 1 only to float32 rounding — under no_grad
+    /// (evaluation, generation) the composed path keeps the init output bit-identical to the base. Default true.
+    /// </summary>
+    public bool UseFusedKernel { get; set; } = true;
+
     /// <inheritdoc/>
     protected override Tensor ForwardAdapters(Tensor x, IReadOnlyList<string> adapterNames)
     {
+        if (UseFusedKernel && BaseLayer is Linear or Conv1D && !BaseWeight.requires_grad && BaseWeight.device.type != DeviceType.META && is_grad_enabled())
+        {
+            string? only = null;
+            int held = 0;
+            for (int i = 0; i < adapterNames.Count; i++)
+                if (HasAdapter(adapterNames[i])) { only = adapterNames[i]; held++; }
+            if (held == 1)
+            {
+                var drop = DropDict[only!];
+                double p = drop.training ? drop.p : 0;
+                return nn.functional.dora_linear(x, BaseWeight, BaseBias, ADict[only!].weight, BDict[only!].weight, Magnitude(only!), Hp(only!).scaling,
+                    p, p > 0, null, FanInFanOut);
+            }
+        }
         var result = BaseLayer.call(x);
         Tensor? baseWithoutBias = null;
         foreach (var a in adapterNames)

@@ -37,3 +37,10 @@ internal static partial class NativeMethods
 {
     [LibraryImport(Lib)] internal static partial long lr_cuda_total_memory(int device);
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial IntPtr lr_fused_dora_linear(TensorHandle x, TensorHandle weight, IntPtr bias, TensorHandle loraA, TensorHandle loraB,
+        TensorHandle magnitude, double scaling, double dropoutP, int training, IntPtr generator, int fanInFanOut);
+    [LibraryImport(Lib)] internal static partial IntPtr lr_fused_dora_weight_norm(TensorHandle weight, TensorHandle loraA, TensorHandle loraB, double scaling, int fanInFanOut);
+}

@@ -80,6 +80,9 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
         var tokenizer = info.LoadTokenizer();
         var routing = TaskRouting.Resolve(o.Method, o.TaskColumnName, o.InstanceColumnName, info.Config.HiddenSize, out var ignored);
         if (ignored is not null) Context.Write(ChannelMessageKind.Warning, Source, ignored);
+        if (routing is { } packed && o.PackTrainingSequences && (!packed.TokenMaskOnly || packed.SequencePooling))
+            throw new ArgumentException($"PackSequences puts several examples in one row, but method {packed.Method} routes each example on its own " +
+                "(a task id, an instance embedding or a pooled sequence): turn PackSequences off", "PackSequences");
         var runtime = new LowRankRuntime(info, tokenizer, o.MaxSequenceLength, Context.ResolveDevice(Source), o.Precision) { Routing = routing };
         try
         {

@@ -124,6 +124,9 @@ internal sealed class TaskRouting : IDisposable
     /// <summary>True when a row's instance embedding is needed (instance router or clustering).</summary>
     public bool NeedsInstance => Instance != InstanceSource.None;
 
+    /// <summary>The router pools each sequence (MoA, MLoRE): one decision per batch row.</summary>
+    public bool SequencePooling { get; init; }
+
     /// <summary>True when the adapter reads nothing per row (only the token mask of a batch).</summary>
     public bool TokenMaskOnly => TaskIds == TaskIdSource.None && !RouterLabels && !TaskTypes && !InstanceRouter;
 
@@ -178,7 +181,7 @@ internal sealed class TaskRouting : IDisposable
             // pooling and load-balance statistics).
             if (taskColumn is not null) ignored = Unused($"TaskColumnName '{taskColumn}'");
             else if (instanceColumn is not null) ignored = Unused($"InstanceColumnName '{instanceColumn}'");
-            return new TaskRouting { Method = name };
+            return new TaskRouting { Method = name, SequencePooling = o.RouterInput == RouterInput.Sequence };
         }
         int limit = int.MaxValue;
         var limits = new List<string>();
@@ -205,6 +208,7 @@ internal sealed class TaskRouting : IDisposable
             Limit = limit,
             LimitDescription = string.Join(" and ", limits),
             ClusterCount = clusters ? o.NumTasks : 0,
+            SequencePooling = o.RouterInput == RouterInput.Sequence,
             InstanceDim = instanceRouter ? (o.InstanceDim > 0 ? o.InstanceDim : (int)hiddenSize) : 0,
         };
     }
@@ -678,6 +682,8 @@ internal sealed class OffsetBatchSource(IBatchSource inner, int offset) : IBatch
         return new Batch(b.InputIds, b.AttentionMask, b.Labels)
         {
             TokenTypeIds = b.TokenTypeIds,
+            PositionIds = b.PositionIds,
+            SequenceIds = b.SequenceIds,
             TokenCount = b.TokenCount,
             TargetCount = b.TargetCount,
             ExampleIndices = shifted,

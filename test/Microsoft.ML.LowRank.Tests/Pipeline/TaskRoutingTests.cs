@@ -759,6 +759,11 @@ public class TaskRoutingTests
         var e12 = Assert.Throws<InvalidOperationException>(() => ctx.MulticlassClassification.Trainers.TextClassification(o12).Fit(keys.Transform(vectors)));
         Assert.Contains("instance column 'Embedding' has a vector of 3 values", e12.Message);
         Assert.Contains("32", e12.Message);
+
+        // Packed causal-LM rows hold several examples: per-example routing refuses them.
+        var packed = new CausalLMTrainer.Options { ModelFolder = PipelineFixtures.Model("llama"), Method = Preset("octavius"), PackSequences = true, MaxSteps = 1 };
+        var e13 = Assert.Throws<ArgumentException>(() => ctx.TextGeneration.Trainers.CausalLM(packed).Fit(ctx.Data.LoadFromEnumerable(Prompts())));
+        Assert.Equal("PackSequences", e13.ParamName);
     }
 
     public sealed class SmallVectorRow

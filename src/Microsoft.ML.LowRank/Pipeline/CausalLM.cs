@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Microsoft.ML.LowRank.Adapters.Mixture;
 using Microsoft.ML.LowRank.Data;
 using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Training;
@@ -91,18 +92,22 @@ public sealed class CausalLMTrainer : LowRankTrainerBase<CausalLMTransformer>
         var prompt = Columns.Text(data.Schema, "prompt", o.PromptColumnName);
         var response = Columns.Text(data.Schema, "response", o.ResponseColumnName);
         var examples = new List<TokenExample>();
-        using (var cursor = data.GetRowCursor([prompt, response]))
+        var routing = RoutingRows.Open(runtime, data.Schema, trainingState is null);
+        using (var cursor = data.GetRowCursor(routing.With(prompt, response)))
         {
             var p = Columns.TextGetter(cursor, prompt);
             var r = Columns.TextGetter(cursor, response);
+            var addRouting = routing.Reader(cursor);
             while (cursor.MoveNext())
             {
                 Context.CheckAlive();
                 var (ids, promptLength) = CausalLMTransformer.EncodeExample(runtime, p(), r());
                 examples.Add(new TokenExample(ids, o.MaskPromptTokens ? promptLength : 0));
+                // The instruction is the prompt (Octavius' gate reads the instruction's tokens; MoCLE clusters instructions).
+                addRouting(ids.Length > runtime.MaxLength ? ids[..runtime.MaxLength] : ids, promptLength);
             }
         }
-        return new PreparedData(new TokenBatcher(examples, runtime.PadId, runtime.MaxLength), null, null, 0);
+        return new PreparedData(new TokenBatcher(examples, runtime.PadId, runtime.MaxLength), null, null, 0, routing);
     }
 
     private protected override CausalLMTransformer CreateTransformer(LowRankRuntime runtime, PreparedData training, TrainingResult result) =>
@@ -205,8 +210,15 @@ public sealed class CausalLMTransformer : LowRankTransformerBase
         return ([.. p, .. r], p.Count);
     }
 
-    /// <summary>Generates the completion of one prompt.</summary>
-    public string Generate(string prompt)
+    /// <summary>Generates the completion of one prompt. A model whose mixture-of-experts router reads a task column
+    /// (<see cref="LowRankTransformerBase.TaskColumnName"/>) needs the row's task: generate through
+    /// <see cref="LowRankTransformerBase.Transform"/> on data with that column.</summary>
+    /// <param name="prompt">The prompt.</param>
+    /// <returns>The completion.</returns>
+    public string Generate(string prompt) => Generate(prompt, null);
+
+    /// <summary>Generates the completion of one prompt with its routing data.</summary>
+    internal string Generate(string prompt, Func<int, RowRouting?>? routing)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var ids = Runtime.Tokenizer.EncodeToIds(prompt, addSpecialTokens: true).Select(i => (long)i).ToList();
@@ -221,7 +233,10 @@ public sealed class CausalLMTransformer : LowRankTransformerBase
         lock (Runtime.Lock)
         {
             using var scope = Torch.torch.NewDisposeScope();
-            output = TextGenerator.Generate(Runtime.Model, [ids.ToArray()], options);
+            var promptIds = ids.ToArray();
+            // The routing context (task id, instance embedding of the prompt) holds for every generated token.
+            using var routed = Runtime.Routing is { } r ? Runtime.Peft.UseRouting(r.RowInputs(Runtime.Peft, promptIds, routing?.Invoke(promptIds.Length))) : null;
+            output = TextGenerator.Generate(Runtime.Model, [promptIds], options);
         }
         var stops = new HashSet<long>(options.StopTokenIds ?? Runtime.Base.Config.EosTokenIds);
         var generated = output[0].AsEnumerable();
@@ -231,7 +246,12 @@ public sealed class CausalLMTransformer : LowRankTransformerBase
 
     /// <summary>The mean negative log-likelihood (nats per token) of <paramref name="response"/> after <paramref name="prompt"/>
     /// (response tokens and the end token, teacher-forced), and the number of tokens scored.</summary>
-    public (double LogLoss, int TokenCount) ScoreResponse(string prompt, string response)
+    /// <remarks>A model whose mixture-of-experts router reads a task column needs the row's task: score through
+    /// <see cref="LowRankTransformerBase.Transform"/> on data with that column.</remarks>
+    public (double LogLoss, int TokenCount) ScoreResponse(string prompt, string response) => ScoreResponse(prompt, response, null);
+
+    /// <summary>Scores a response with the row's routing data.</summary>
+    internal (double LogLoss, int TokenCount) ScoreResponse(string prompt, string response, Func<int, RowRouting?>? routing)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(response);
@@ -241,19 +261,21 @@ public sealed class CausalLMTransformer : LowRankTransformerBase
         for (int i = 0; i < ids.Length; i++) labels[i] = i < promptLength ? TokenBatcher.IgnoreIndex : ids[i];
         int count = labels.Skip(1).Count(l => l != TokenBatcher.IgnoreIndex);
         if (count == 0) return (double.NaN, 0);
-        var (_, loss) = Runtime.Run(new EncodedText(ids, new long[ids.Length]), labels);
+        var (_, loss) = Runtime.Run(new EncodedText(ids, new long[ids.Length]), labels, routing?.Invoke(promptLength));
         return (loss ?? double.NaN, count);
     }
 
     private protected override List<MappedColumn> MakeColumns(DataViewSchema inputSchema)
     {
         var prompt = Columns.Text(inputSchema, "prompt", _prompt);
+        var routing = RowRouting(inputSchema);
         var columns = new List<MappedColumn>
         {
-            new(new DataViewSchema.DetachedColumn(_output, TextDataViewType.Instance), [prompt.Index], row =>
+            new(new DataViewSchema.DetachedColumn(_output, TextDataViewType.Instance), routing.Dependencies(prompt.Index), row =>
             {
                 var p = Columns.TextGetter(row, row.Schema[prompt.Index]);
-                var cache = new RowCache<string>(Context, row, () => Generate(p()));
+                var route = routing.For(row);
+                var cache = new RowCache<string>(Context, row, () => Generate(p(), route));
                 return (ValueGetter<ReadOnlyMemory<char>>)((ref ReadOnlyMemory<char> dst) => dst = cache.Get().AsMemory());
             }),
         };
@@ -264,14 +286,16 @@ public sealed class CausalLMTransformer : LowRankTransformerBase
             {
                 var p = Columns.TextGetter(row, row.Schema[prompt.Index]);
                 var r = Columns.TextGetter(row, row.Schema[response.Index]);
-                return new RowCache<Tuple<double, int>>(Context, row, () => ScoreResponse(p(), r()).ToTuple());
+                var route = routing.For(row);
+                return new RowCache<Tuple<double, int>>(Context, row, () => ScoreResponse(p(), r(), route).ToTuple());
             });
-            columns.Add(new(new DataViewSchema.DetachedColumn(LogLossColumnName, NumberDataViewType.Single), [prompt.Index, response.Index], row =>
+            var scoreDeps = routing.Dependencies(prompt.Index, response.Index);
+            columns.Add(new(new DataViewSchema.DetachedColumn(LogLossColumnName, NumberDataViewType.Single), scoreDeps, row =>
             {
                 var cache = caches.For(row);
                 return (ValueGetter<float>)((ref float dst) => dst = (float)cache.Get().Item1);
             }));
-            columns.Add(new(new DataViewSchema.DetachedColumn(TokenCountColumnName, NumberDataViewType.Int32), [prompt.Index, response.Index], row =>
+            columns.Add(new(new DataViewSchema.DetachedColumn(TokenCountColumnName, NumberDataViewType.Int32), scoreDeps, row =>
             {
                 var cache = caches.For(row);
                 return (ValueGetter<int>)((ref int dst) => dst = cache.Get().Item2);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.LowRank.Adapters;
+using Microsoft.ML.LowRank.Adapters.Mixture;
 using Microsoft.ML.LowRank.Models;
 using Microsoft.ML.LowRank.Tokenizers;
 using Microsoft.ML.LowRank.Torch;
@@ -62,6 +63,9 @@ internal sealed class LowRankRuntime : IDisposable
 
     public object Lock { get; } = new();
 
+    /// <summary>What the routing context of a mixture-of-experts adapter gets per batch and per row, or null.</summary>
+    public TaskRouting? Routing { get; set; }
+
     public LowRankModel Peft => _peft ?? throw new InvalidOperationException("the model is not loaded");
 
     public PretrainedModel Model => Peft.Model;
@@ -119,15 +123,34 @@ internal sealed class LowRankRuntime : IDisposable
     }
 
     /// <summary>Trains the adapter; progress goes to the context's log and the metrics callback.</summary>
-    public TrainingResult Train(LowRankContext ctx, string source, LowRankTrainerOptions o, int seed, IBatchSource train, IBatchSource? validation)
+    public TrainingResult Train(LowRankContext ctx, string source, LowRankTrainerOptions o, int seed, IBatchSource train, IBatchSource? validation,
+        Func<Batch, MixtureRoutingInputs>? routing = null)
     {
         var peft = Peft;
         var (trainable, total) = peft.GetNbTrainableParameters();
         ctx.Write(ChannelMessageKind.Info, source, string.Create(CultureInfo.InvariantCulture,
             $"training {peft.PeftConfig[peft.ActiveAdapter].PeftType} on {Base.Config.ModelType} ({Path.GetFileName(Base.Folder)}): {train.Count} examples, " +
             $"{trainable:N0} trainable of {total:N0} parameters ({100.0 * trainable / total:F3}%), device {Device}, {DType}"));
-        using var trainer = new Trainer(peft, b => peft.forward(b.ToModelInputs()).Loss
-            ?? throw new TrainingException("the model returned no loss"), o.ToTrainerOptions(seed));
+        Func<Batch, Tensor> loss = b => peft.forward(b.ToModelInputs()).Loss ?? throw new TrainingException("the model returned no loss");
+        // Mixture-of-experts routing: each micro-batch's inputs stay set on the model until the next one replaces them, so
+        // the auxiliary losses (taken after the loss function returns) see them too.
+        var mixture = routing is null ? null : MixtureRuntime.Of(peft);
+        var previousRouting = mixture?.Inputs;
+        OwnedRoutingInputs? current = null;
+        if (routing is not null)
+        {
+            var plain = loss;
+            loss = b =>
+            {
+                OwnedRoutingInputs next;
+                using (NewDisposeScope()) next = new OwnedRoutingInputs(routing(b));
+                current?.Dispose();
+                current = next;
+                mixture!.Inputs = next.Inputs;
+                return plain(b);
+            };
+        }
+        using var trainer = new Trainer(peft, loss, o.ToTrainerOptions(seed));
         trainer.Progress += (_, p) =>
         {
             if (p.Kind is TrainingProgressKind.Step or TrainingProgressKind.Evaluation)
@@ -166,6 +189,8 @@ internal sealed class LowRankRuntime : IDisposable
         finally
         {
             registration?.Dispose();
+            if (mixture is not null) mixture.Inputs = previousRouting;
+            current?.Dispose();
             peft.eval();
         }
     }
@@ -177,10 +202,11 @@ internal sealed class LowRankRuntime : IDisposable
 
     /// <summary>Runs the model on one encoded row (evaluation mode, no_grad) and returns its logits as float32 on the CPU,
     /// with their shape (the batch dimension removed).</summary>
-    public (float[] Values, long[] Shape) Logits(EncodedText row, long[]? labels = null) => Run(row, labels).Logits;
+    public (float[] Values, long[] Shape) Logits(EncodedText row, long[]? labels = null, RowRouting? routing = null) => Run(row, labels, routing).Logits;
 
-    /// <summary>Runs the model on one row; with <paramref name="labels"/> also returns the loss.</summary>
-    public ((float[] Values, long[] Shape) Logits, double? Loss) Run(EncodedText row, long[]? labels = null)
+    /// <summary>Runs the model on one row; with <paramref name="labels"/> also returns the loss. A mixture-of-experts
+    /// adapter's routing context is set from <paramref name="routing"/> (see <see cref="Routing"/>).</summary>
+    public ((float[] Values, long[] Shape) Logits, double? Loss) Run(EncodedText row, long[]? labels = null, RowRouting? routing = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         lock (Lock)
@@ -196,6 +222,7 @@ internal sealed class LowRankRuntime : IDisposable
                 TokenTypeIds = UsesTokenTypes ? tensor(row.TypeIds, new[] { 1L, n }).to(Device) : null,
                 Labels = labels is null ? null : tensor(labels, new[] { 1L, labels.Length }).to(Device),
             };
+            using var routed = Routing is { } r ? Peft.UseRouting(r.RowInputs(Peft, row.Ids, routing)) : null;
             var output = Peft.forward(inputs);
             var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
             var cpu = logits.squeeze(0).to_type(ScalarType.Float32).cpu().contiguous();
@@ -207,6 +234,7 @@ internal sealed class LowRankRuntime : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        Routing?.Dispose();
         _peft?.Dispose();
     }
 }

@@ -51,9 +51,11 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
     /// <param name="input">The training data.</param>
     /// <returns>The trained transformer (dispose it to free the model).</returns>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or has the wrong type (the message names it).</exception>
-    /// <exception cref="ArgumentException">An option is invalid (for example <see cref="LowRankTrainerOptions.ModelFolder"/> is not set).</exception>
+    /// <exception cref="ArgumentException">An option is invalid (for example <see cref="LowRankTrainerOptions.ModelFolder"/> is not set, or the
+    /// method routes on tasks and <see cref="LowRankTrainerOptions.TaskColumnName"/> is not set).</exception>
     /// <exception cref="FileNotFoundException">The model folder lacks config.json, the weights or a tokenizer (the message names the file).</exception>
-    /// <exception cref="InvalidOperationException">The data is empty, or the label has fewer than two classes.</exception>
+    /// <exception cref="InvalidOperationException">The data is empty, the label has fewer than two classes, or the task column has a
+    /// missing value or a task id beyond the method's number of tasks (the message names the column and the row).</exception>
     /// <exception cref="OperationCanceledException">The context was cancelled.</exception>
     public TTransformer Fit(IDataView input)
     {
@@ -76,7 +78,12 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
         var info = BaseModelInfo.Inspect(o.ModelFolder);
         CheckArchitecture(info);
         var tokenizer = info.LoadTokenizer();
-        var runtime = new LowRankRuntime(info, tokenizer, o.MaxSequenceLength, Context.ResolveDevice(Source), o.Precision);
+        var routing = TaskRouting.Resolve(o.Method, o.TaskColumnName, o.InstanceColumnName, info.Config.HiddenSize, out var ignored);
+        if (ignored is not null) Context.Write(ChannelMessageKind.Warning, Source, ignored);
+        if (routing is { } packed && o.PackTrainingSequences && (!packed.TokenMaskOnly || packed.SequencePooling))
+            throw new ArgumentException($"PackSequences puts several examples in one row, but method {packed.Method} routes each example on its own " +
+                "(a task id, an instance embedding or a pooled sequence): turn PackSequences off", "PackSequences");
+        var runtime = new LowRankRuntime(info, tokenizer, o.MaxSequenceLength, Context.ResolveDevice(Source), o.Precision) { Routing = routing };
         try
         {
             var train = Prepare(runtime, input, null);
@@ -85,15 +92,24 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
             if (train.Skipped > 0)
                 Context.Write(ChannelMessageKind.Warning, Source, $"{train.Skipped} training row(s) skipped: missing label");
             IBatchSource? validation = null;
+            RoutingRows? validationRouting = null;
             if (o.ValidationSet is { } v)
             {
                 var prepared = Prepare(runtime, v, train.State);
                 if (prepared.Batches.Count == 0) throw new InvalidOperationException($"{Source}: the ValidationSet has no usable rows");
                 validation = prepared.Batches;
+                validationRouting = prepared.Routing;
             }
             int seed = o.Seed ?? Context.NextSeed();
             runtime.CreateForTraining(Task, train.NumLabels, o.Method, seed);
-            var result = runtime.Train(Context, Source, o, seed, train.Batches, validation);
+            Func<Batch, Adapters.Mixture.MixtureRoutingInputs>? batchRouting = null;
+            if (routing is not null)
+            {
+                (validation, batchRouting) = routing.ForTraining(runtime.Peft, train.Routing ?? throw new InvalidOperationException($"{Source} read no routing data"),
+                    validationRouting, validation, seed);
+                if (!routing.TokenMaskOnly) Context.Write(ChannelMessageKind.Info, Source, routing.Describe());
+            }
+            var result = runtime.Train(Context, Source, o, seed, train.Batches, validation, batchRouting);
             return CreateTransformer(runtime, train, result);
         }
         catch
@@ -110,7 +126,10 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        return new SchemaShape(inputSchema.Concat(OutputColumns(inputSchema)));
+        var columns = OutputColumns(inputSchema).ToList();
+        if (TrainerOptions.TaskColumnName is { Length: > 0 } task) TaskRouting.CheckTaskColumn(inputSchema, task);
+        if (TrainerOptions.InstanceColumnName is { Length: > 0 } instance) TaskRouting.CheckInstanceColumn(inputSchema, instance);
+        return new SchemaShape(inputSchema.Concat(columns));
     }
 }
 
@@ -119,4 +138,5 @@ public abstract class LowRankTrainerBase<TTransformer> : IEstimator<TTransformer
 /// <param name="State">Task-specific information (label values, ...).</param>
 /// <param name="NumLabels">The number of classes of the head, or null.</param>
 /// <param name="Skipped">Rows skipped for a missing label.</param>
-internal sealed record PreparedData(IBatchSource Batches, object? State, int? NumLabels, int Skipped);
+/// <param name="Routing">The routing data of the examples (mixture-of-experts task ids, instance embeddings), or null.</param>
+internal sealed record PreparedData(IBatchSource Batches, object? State, int? NumLabels, int Skipped, RoutingRows? Routing = null);

@@ -150,6 +150,32 @@ public abstract class LowRankTrainerOptions
     /// <summary>Visit the training examples in a new order every epoch. Default true.</summary>
     public bool ShuffleEachEpoch = true;
 
+    /// <summary>
+    /// The column holding each row's task (or domain, or instruction cluster) for mixture-of-LoRA-experts methods whose
+    /// routing reads one: the task id of a task router (<c>mmoelora</c>, <c>poly</c>, <c>mocle</c>), the domain label that
+    /// supervises MoA's router (<c>moa</c>, training only), the task type of LoRAMoE's localized balancing constraint.
+    /// A key column (from <c>MapValueToKey</c>: task id = key − 1; key 0, missing, fails), an Int32/Int64/UInt32 column
+    /// (task id = the value) or a String column (ids in order of first appearance in the training data, as
+    /// <c>MapValueToKey</c> orders keys by default; the mapping is saved with the model and a value the training data did
+    /// not have fails at prediction). Ids must be below the method's <c>num_tasks</c> (MoA: <c>num_experts</c>; LoRAMoE: 2),
+    /// else Fit fails naming the column. A task router reads the column at prediction time too; MoA's router predicts
+    /// the domain itself, so its column is needed only at Fit. Without a column, a task router with one task routes
+    /// every row as task 0 and MoCLE clusters the rows (k-means on their instance embeddings, seeded, the centroids saved
+    /// with the model); other task-routed methods fail at Fit naming this option. Methods without such routing ignore
+    /// the column (with a warning in the log). Default <see langword="null"/>.
+    /// </summary>
+    public string? TaskColumnName;
+
+    /// <summary>
+    /// A vector-of-Single column holding each row's instance embedding for mixture-of-LoRA-experts methods whose router
+    /// reads one (Octavius' global gate, of size <c>instance_dim</c>, by default the hidden size) or whose rows are
+    /// clustered (MoCLE without a task column). <see langword="null"/> derives it from the model, as Octavius does: the
+    /// mean of the frozen input token embeddings over the row's instruction tokens (the prompt for causal LM; the whole
+    /// encoded input, special tokens included, for the other tasks; padding excluded). Read at Fit and at prediction.
+    /// Default <see langword="null"/>.
+    /// </summary>
+    public string? InstanceColumnName;
+
     /// <summary>Seed of the adapter initialisation, data order and dropout; <see langword="null"/> draws one from the
     /// context (deterministic for a seeded context). Default <see langword="null"/>.</summary>
     public int? Seed;
@@ -179,6 +205,8 @@ public abstract class LowRankTrainerOptions
         if (EarlyStopping is not null && ValidationSet is null)
             throw new ArgumentException("EarlyStopping needs a ValidationSet", nameof(EarlyStopping));
         if (!Enum.IsDefined(Precision)) throw new ArgumentOutOfRangeException(nameof(Precision), Precision, "unknown precision");
+        if (TaskColumnName is { Length: 0 }) throw new ArgumentException("TaskColumnName is empty: give a column name or null", nameof(TaskColumnName));
+        if (InstanceColumnName is { Length: 0 }) throw new ArgumentException("InstanceColumnName is empty: give a column name or null", nameof(InstanceColumnName));
     }
 
     /// <summary>Whether the trainer packs the training examples (<see cref="TrainerOptions.PackSequences"/>); tasks whose

@@ -60,6 +60,14 @@ public abstract class LowRankTransformerBase : ITransformer, IDisposable
         }
     }
 
+    /// <summary>The column the model reads each row's task (or domain) from for a mixture-of-experts router
+    /// (<see cref="LowRankTrainerOptions.TaskColumnName"/>), or <see langword="null"/> when its routing reads none.</summary>
+    public string? TaskColumnName => Runtime.Routing?.TaskColumn;
+
+    /// <summary>The task values of a String task column in task-id order (value i is task i), as learned at Fit and saved
+    /// with the model; <see langword="null"/> for key or integer task columns, or without one.</summary>
+    public IReadOnlyList<string>? TaskValues => Runtime.Routing is { TaskColumn: not null, Kind: TaskValueKind.Text } r ? r.Values.ToArray() : null;
+
     /// <summary>Always true: each row is mapped on its own.</summary>
     public bool IsRowToRowMapper => true;
 
@@ -85,6 +93,9 @@ public abstract class LowRankTransformerBase : ITransformer, IDisposable
 
     private protected abstract List<MappedColumn> MakeColumns(DataViewSchema inputSchema);
 
+    /// <summary>The routing columns of an input schema (checked) and per-row readers.</summary>
+    private protected RowRoutingReader RowRouting(DataViewSchema inputSchema) => new(Runtime.Routing, inputSchema);
+
     /// <summary>The kind written into saved models (e.g. "TextClassification").</summary>
     internal abstract string PersistKind { get; }
 
@@ -109,6 +120,7 @@ public abstract class LowRankTransformerBase : ITransformer, IDisposable
         var task = new JsonObject();
         SaveTask(task);
         o["task"] = task;
+        if (Runtime.Routing is { } routing) o["routing"] = routing.ToJson();
         save.WriteJson("lowrank.json", o);
         var temp = Directory.CreateTempSubdirectory("lowrank-save-").FullName;
         try
@@ -155,6 +167,7 @@ public abstract class LowRankTransformerBase : ITransformer, IDisposable
         try
         {
             runtime.LoadAdapter(task, numLabels, adapterFolder);
+            if (o["routing"] is JsonObject routing) runtime.Routing = TaskRouting.FromJson(routing);
             var t = (JsonObject?)o["task"] ?? new JsonObject();
             return kind switch
             {

@@ -79,8 +79,10 @@ public sealed class NamedEntityRecognitionTrainer : LowRankTrainerBase<NamedEnti
         var examples = new List<LabeledExample>();
         var seen = new HashSet<uint>();
         int skipped = 0;
-        using (var cursor = data.GetRowCursor([labelColumn, sentence]))
+        var routing = RoutingRows.Open(runtime, data.Schema, trainingState is null);
+        using (var cursor = data.GetRowCursor(routing.With(labelColumn, sentence)))
         {
+            var addRouting = routing.Reader(cursor);
             var labels = cursor.GetGetter<VBuffer<uint>>(labelColumn);
             var words = Columns.WordsGetter(cursor, sentence);
             VBuffer<uint> buffer = default;
@@ -104,12 +106,13 @@ public sealed class NamedEntityRecognitionTrainer : LowRankTrainerBase<NamedEnti
                 var tokenLabels = WordAlignment.TokenLabels(aligned, tags, classes);
                 foreach (var l in tokenLabels) if (l >= 0) seen.Add((uint)l + 1);
                 examples.Add(new LabeledExample(aligned.Text, TokenLabels: tokenLabels));
+                addRouting(aligned.Text.Ids, aligned.Text.Ids.Length);
             }
         }
         if (trainingState is null && examples.Count > 0 && seen.Count < 2)
             throw new InvalidOperationException($"{Source}: label column '{o.LabelColumnName}' has only one tag ({(keyValues is null ? $"key {seen.First()}" : $"'{keyValues.Values[seen.First() - 1]}'")}) in the training data; token classification needs at least two");
         var state = trainingState ?? new TextClassificationTrainer.LabelState(classes, keyValues);
-        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Tokens, runtime.PadId, runtime.UsesTokenTypes), state, classes, skipped);
+        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Tokens, runtime.PadId, runtime.UsesTokenTypes), state, classes, skipped, routing);
     }
 
     private protected override NamedEntityRecognitionTransformer CreateTransformer(LowRankRuntime runtime, PreparedData training, TrainingResult result)
@@ -159,11 +162,11 @@ public sealed class NamedEntityRecognitionTransformer : LowRankTransformerBase
             TextClassificationTransformer.ReadKeyValues(o["label_key_values"]));
 
     /// <summary>Predicts the tag keys (1-based) of each word.</summary>
-    internal uint[] Predict(string[] words)
+    internal uint[] Predict(string[] words, Func<int, RowRouting?>? routing = null)
     {
         if (words.Length == 0) return [];
         var aligned = WordAlignment.Encode(Runtime, words);
-        var (values, shape) = Runtime.Logits(aligned.Text);
+        var (values, shape) = Runtime.Logits(aligned.Text, routing: routing?.Invoke(aligned.Text.Ids.Length));
         int k = (int)shape[^1];
         uint fallback = _keyValues?.KeyOf("O") ?? 0;
         var keys = new uint[words.Length];
@@ -179,12 +182,14 @@ public sealed class NamedEntityRecognitionTransformer : LowRankTransformerBase
     {
         var sentence = Columns.Words(inputSchema, "sentence", _sentence);
         var type = new VectorDataViewType(new KeyDataViewType((ulong)_classes));
+        var routing = RowRouting(inputSchema);
         return
         [
-            new MappedColumn(new DataViewSchema.DetachedColumn(_predicted, type, _keyValues?.ToAnnotations()), [sentence.Index], row =>
+            new MappedColumn(new DataViewSchema.DetachedColumn(_predicted, type, _keyValues?.ToAnnotations()), routing.Dependencies(sentence.Index), row =>
             {
                 var words = Columns.WordsGetter(row, row.Schema[sentence.Index]);
-                var cache = new RowCache<uint[]>(Context, row, () => Predict(words()));
+                var route = routing.For(row);
+                var cache = new RowCache<uint[]>(Context, row, () => Predict(words(), route));
                 return (ValueGetter<VBuffer<uint>>)((ref VBuffer<uint> dst) => VBuffer<uint>.CopyDense(cache.Get(), ref dst));
             }),
         ];

@@ -67,8 +67,10 @@ public sealed class SentenceSimilarityTrainer : LowRankTrainerBase<SentenceSimil
         DataViewSchema.Column? s2 = o.Sentence2ColumnName is { } n2 ? Columns.Text(data.Schema, "sentence2", n2) : null;
         var examples = new List<LabeledExample>();
         int skipped = 0;
-        using (var cursor = data.GetRowCursor(s2 is { } c2 ? [labelColumn, s1, c2] : [labelColumn, s1]))
+        var routing = RoutingRows.Open(runtime, data.Schema, trainingState is null);
+        using (var cursor = data.GetRowCursor(routing.With(s2 is { } c2 ? [labelColumn, s1, c2] : [labelColumn, s1])))
         {
+            var addRouting = routing.Reader(cursor);
             Func<double> label;
             if (labelColumn.Type.RawType == typeof(float))
             {
@@ -93,10 +95,12 @@ public sealed class SentenceSimilarityTrainer : LowRankTrainerBase<SentenceSimil
                     skipped++;
                     continue;
                 }
-                examples.Add(new LabeledExample(runtime.Encode(text1(), text2?.Invoke()), Value: (float)y));
+                var encoded = runtime.Encode(text1(), text2?.Invoke());
+                examples.Add(new LabeledExample(encoded, Value: (float)y));
+                addRouting(encoded.Ids, encoded.Ids.Length);
             }
         }
-        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Value, runtime.PadId, runtime.UsesTokenTypes), null, 1, skipped);
+        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Value, runtime.PadId, runtime.UsesTokenTypes), null, 1, skipped, routing);
     }
 
     private protected override SentenceSimilarityTransformer CreateTransformer(LowRankRuntime runtime, PreparedData training, TrainingResult result) =>
@@ -136,14 +140,20 @@ public sealed class SentenceSimilarityTransformer : LowRankTransformerBase
     {
         var s1 = Columns.Text(inputSchema, "sentence1", _sentence1);
         DataViewSchema.Column? s2 = _sentence2 is { } n2 ? Columns.Text(inputSchema, "sentence2", n2) : null;
-        int[] deps = s2 is { } c2 ? [s1.Index, c2.Index] : [s1.Index];
+        var routing = RowRouting(inputSchema);
+        int[] deps = routing.Dependencies(s2 is { } c2 ? [s1.Index, c2.Index] : [s1.Index]);
         return
         [
             new MappedColumn(new DataViewSchema.DetachedColumn(_score, NumberDataViewType.Single), deps, row =>
             {
                 var text1 = Columns.TextGetter(row, row.Schema[s1.Index]);
                 var text2 = s2 is { } c ? Columns.TextGetter(row, row.Schema[c.Index]) : null;
-                var cache = new RowCache<float[]>(Context, row, () => Runtime.Logits(Runtime.Encode(text1(), text2?.Invoke())).Values);
+                var route = routing.For(row);
+                var cache = new RowCache<float[]>(Context, row, () =>
+                {
+                    var encoded = Runtime.Encode(text1(), text2?.Invoke());
+                    return Runtime.Logits(encoded, routing: route(encoded.Ids.Length)).Values;
+                });
                 return (ValueGetter<float>)((ref float dst) => dst = cache.Get()[0]);
             }),
         ];

@@ -88,11 +88,13 @@ public sealed class TextClassificationTrainer : LowRankTrainerBase<TextClassific
         var examples = new List<LabeledExample>();
         var seen = new HashSet<uint>();
         int skipped = 0;
-        using (var cursor = data.GetRowCursor(s2 is { } c2 ? [labelColumn, s1, c2] : [labelColumn, s1]))
+        var routing = RoutingRows.Open(runtime, data.Schema, trainingState is null);
+        using (var cursor = data.GetRowCursor(routing.With(s2 is { } c2 ? [labelColumn, s1, c2] : [labelColumn, s1])))
         {
             var label = cursor.GetGetter<uint>(labelColumn);
             var text1 = Columns.TextGetter(cursor, s1);
             var text2 = s2 is { } col2 ? Columns.TextGetter(cursor, col2) : null;
+            var addRouting = routing.Reader(cursor);
             uint key = 0;
             while (cursor.MoveNext())
             {
@@ -104,13 +106,15 @@ public sealed class TextClassificationTrainer : LowRankTrainerBase<TextClassific
                     continue;
                 }
                 seen.Add(key);
-                examples.Add(new LabeledExample(runtime.Encode(text1(), text2?.Invoke()), ClassLabel: key - 1));
+                var encoded = runtime.Encode(text1(), text2?.Invoke());
+                examples.Add(new LabeledExample(encoded, ClassLabel: key - 1));
+                addRouting(encoded.Ids, encoded.Ids.Length);
             }
         }
         if (trainingState is null && examples.Count > 0 && seen.Count < 2)
             throw new InvalidOperationException($"{Source}: label column '{o.LabelColumnName}' has only one class ({(keyValues is null ? $"key {seen.First()}" : $"'{keyValues.Values[seen.First() - 1]}'")}) in the training data; classification needs at least two");
         var state = trainingState ?? new LabelState(classes, keyValues);
-        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Class, runtime.PadId, runtime.UsesTokenTypes), state, classes, skipped);
+        return new PreparedData(new ExampleBatchSource(examples, TargetKind.Class, runtime.PadId, runtime.UsesTokenTypes), state, classes, skipped, routing);
     }
 
     private protected override TextClassificationTransformer CreateTransformer(LowRankRuntime runtime, PreparedData training, TrainingResult result)
@@ -179,12 +183,18 @@ public sealed class TextClassificationTransformer : LowRankTransformerBase
     {
         var s1 = Columns.Text(inputSchema, "sentence1", _sentence1);
         DataViewSchema.Column? s2 = _sentence2 is { } n2 ? Columns.Text(inputSchema, "sentence2", n2) : null;
-        int[] deps = s2 is { } c2 ? [s1.Index, c2.Index] : [s1.Index];
+        var routing = RowRouting(inputSchema);
+        int[] deps = routing.Dependencies(s2 is { } c2 ? [s1.Index, c2.Index] : [s1.Index]);
         var caches = new RowCaches<float[]>(row =>
         {
             var text1 = Columns.TextGetter(row, row.Schema[s1.Index]);
             var text2 = s2 is { } c ? Columns.TextGetter(row, row.Schema[c.Index]) : null;
-            return new RowCache<float[]>(Context, row, () => Softmax(Runtime.Logits(Runtime.Encode(text1(), text2?.Invoke())).Values));
+            var route = routing.For(row);
+            return new RowCache<float[]>(Context, row, () =>
+            {
+                var encoded = Runtime.Encode(text1(), text2?.Invoke());
+                return Softmax(Runtime.Logits(encoded, routing: route(encoded.Ids.Length)).Values);
+            });
         });
         var scoreType = new VectorDataViewType(NumberDataViewType.Single, _classes);
         var keyType = new KeyDataViewType((ulong)_classes);

@@ -164,7 +164,8 @@ public sealed partial class MixtureOfLoraExpertsOptions
     /// <summary>MOELoRA (2310.18339, multi-task medical; liuqidong07/MOELoRA-peft): a LoRA of total rank r split into E
     /// experts of rank r/E, a task-conditioned dense gate per Linear (a task embedding of num_tasks + 1 rows and dimension
     /// 64, then Linear → softmax), A ~ N(0, 0.01²), scaling α/r of the total rank. Script: r=16, E=8, dropout 0.1, every
-    /// linear; α=32 and 16 tasks (PromptCBLUE) are our defaults.</summary>
+    /// linear; α=32 and 16 tasks (PromptCBLUE) are our defaults. In the estimators the task id of each row comes from
+    /// <c>LowRankTrainerOptions.TaskColumnName</c> (required).</summary>
     /// <param name="numTasks">Number of tasks.</param>
     /// <param name="numExperts">E.</param>
     /// <param name="totalRank">r (split over the experts).</param>
@@ -188,7 +189,9 @@ public sealed partial class MixtureOfLoraExpertsOptions
     /// <summary>MoA, Mixture-of-LoRAs (2403.03432; no public code): one LoRA expert per domain, a sequence-level router
     /// supervised by the domain labels (cross-entropy added to the LM loss), top-1 routing. Stage 1 trains each domain's
     /// LoRA alone; for stage 2 load them (<see cref="MixtureOfLoraExperts.ImportLoraExperts"/>) and set
-    /// <paramref name="freezeExperts"/>. r, α, the CE coefficient 1 and the targets are our choices [RECALL].</summary>
+    /// <paramref name="freezeExperts"/>. r, α, the CE coefficient 1 and the targets are our choices [RECALL]. In the
+    /// estimators the domain labels come from <c>LowRankTrainerOptions.TaskColumnName</c> at Fit; prediction routes by the
+    /// router alone.</summary>
     /// <param name="numDomains">Domains (= experts).</param>
     /// <param name="r">Rank.</param>
     /// <param name="alpha">α.</param>
@@ -278,7 +281,10 @@ public sealed partial class MixtureOfLoraExpertsOptions
     /// <summary>MoCLE (2312.12379; no public code): instructions clustered offline (k-means on instruction embeddings,
     /// <see cref="MixtureOfLoraExperts.KMeans"/>), a cluster-conditional router (a logits table per cluster) picking the top-1
     /// expert weighted by its probability, plus one always-on universal expert. 64 clusters, E=8, r=8, α=16 are our
-    /// choices [RECALL].</summary>
+    /// choices [RECALL]. In the estimators the cluster ids come from <c>LowRankTrainerOptions.TaskColumnName</c>, or without
+    /// it from k-means at Fit (seeded, k = min(clusters, rows)) on each row's instance embedding (the mean frozen token
+    /// embedding of its instruction tokens, or <c>InstanceColumnName</c>); the centroids are saved with the model and new
+    /// rows go to the nearest one.</summary>
     /// <param name="numClusters">Instruction clusters (router rows).</param>
     /// <param name="numExperts">E.</param>
     /// <param name="r">Rank.</param>
@@ -297,7 +303,9 @@ public sealed partial class MixtureOfLoraExpertsOptions
     /// (<see cref="MixtureOfLoraExperts.InstructionEmbedding"/>) → x·W_g (W_g ~ N(0, 1)) → softmax → top-2, renormalised,
     /// broadcast to every layer; experts stored as a stacked [E, in, r] tensor (so A's kaiming bound is 1/√(in·r)) and
     /// applied without α/r (the reference forward never multiplies by the scaling). The declared random second-expert drop
-    /// is not applied (as in the code). E=4, r=32 are our defaults [RECALL].</summary>
+    /// is not applied (as in the code). E=4, r=32 are our defaults [RECALL]. In the estimators the instance embedding is
+    /// the mean frozen token embedding of the row's instruction tokens (the prompt for causal LM, the whole encoded input
+    /// otherwise), padding excluded so a row routes the same alone or batched, or <c>InstanceColumnName</c>.</summary>
     /// <param name="numExperts">E.</param>
     /// <param name="topK">k.</param>
     /// <param name="r">Rank.</param>
@@ -346,7 +354,9 @@ public sealed partial class MixtureOfLoraExpertsOptions
 
     /// <summary>Polytropon (2202.13914; PEFT "poly"): K LoRA skills per layer mixed in parameter space by a per-task router
     /// (logits [n_tasks, K], U(±1e-3) init; relaxed-Bernoulli samples in training, sigmoid at evaluation, normalised to 1),
-    /// scaling 1/r (no α). PEFT defaults: r=8, K=4, one task; n_splits = 1 (multi-head routing is not implemented).</summary>
+    /// scaling 1/r (no α). PEFT defaults: r=8, K=4, one task; n_splits = 1 (multi-head routing is not implemented). In the
+    /// estimators the task ids come from <c>LowRankTrainerOptions.TaskColumnName</c>; without one, a one-task router routes
+    /// every row as task 0.</summary>
     /// <param name="numTasks">Tasks.</param>
     /// <param name="numSkills">K.</param>
     /// <param name="r">Rank.</param>

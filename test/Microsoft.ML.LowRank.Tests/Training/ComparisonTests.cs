@@ -57,7 +57,7 @@ public class ComparisonTests
         File.WriteAllLines(data, lines);
         var output = Path.Combine(dir, "out");
         var (code, stdout, stderr) = CliTests.Run("compare", "--model", dir, "--data", data, "--methods", "lora,rslora", "--rank", "4",
-            "--epochs", "4", "--lr", "1e-2", "--batch-size", "16", "--output", output);
+            "--epochs", "4", "--lr", "1e-2", "--batch-size", "16", "--targets", "default", "--output", output);
         Assert.True(code == 0, stdout + stderr);
         Assert.Contains("| lora ", stdout);
         var csv = File.ReadAllLines(Path.Combine(output, "compare.csv"));

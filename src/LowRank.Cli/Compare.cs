@@ -47,6 +47,20 @@ public static partial class Program
                     methodSettings[name] = new Dictionary<string, string> { ["target_modules"] = json0 };
             }
         }
+        // Settings given in steps are scaled to this run's length where a paper default would exceed it: Delta-LoRA's
+        // start step (500 in the paper's runs) becomes a tenth of the run, else Delta-LoRA would be plain LoRA here.
+        {
+            int epochsForSteps = int.Parse(Option(args, "--epochs") ?? (fixedSplit is null ? "2" : "1"), inv);
+            int batchForSteps = int.Parse(Option(args, "--batch-size") ?? "16", inv);
+            int maxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv);
+            int runSteps = maxSteps > 0 ? maxSteps : epochsForSteps * (int)Math.Ceiling(train.Count / (double)batchForSteps);
+            if (methods.Contains("deltalora"))
+            {
+                var own = methodSettings.TryGetValue("deltalora", out var d) ? new Dictionary<string, string>(d) : new Dictionary<string, string>();
+                own["delta_lora_start_step"] = Math.Max(0, runSteps / 10).ToString(inv);
+                methodSettings["deltalora"] = own;
+            }
+        }
         var options = new ComparisonOptions
         {
             ModelFolder = model,

@@ -73,7 +73,13 @@ public static partial class Program
             MaxLength = int.Parse(Option(args, "--max-length") ?? (fixedSplit is null ? "64" : "48"), inv),
             Seed = seed,
             NumLabels = data.Max(r => r.Label) + 1,
-            LearningRates = new Dictionary<string, double> { ["vera"] = 1e-2 },
+            // VeRA trains only scaling vectors (its paper uses a ~10x larger lr); LoRA-Pro's step is a full fine-tuning Adam
+            // step of W mapped onto the factors, so it takes a full fine-tuning learning rate (a tenth of LoRA's here).
+            LearningRates = new Dictionary<string, double>
+            {
+                ["vera"] = 1e-2,
+                ["lorapro"] = double.Parse(Option(args, "--lr") ?? (fixedSplit is null ? "1e-3" : "3e-3"), inv) / 10,
+            },
             MethodSettings = methodSettings,
         };
         var json = args.Contains("--json");
@@ -85,7 +91,7 @@ public static partial class Program
         {
             $"base model: {model}; data: {source} ({train.Count} train / {test.Count} test rows); seed {seed}",
             $"budget: LoRA r={options.ReferenceRank} on {(targets == "default" ? "the default target modules" : targets)} (mixture presets keep their own placement); every method's size setting chosen to match its trainable-parameter count",
-            $"epochs {options.Epochs}, batch {options.BatchSize}, lr {options.LearningRate} (VeRA 1e-2), max length {options.MaxLength}; {Environment.ProcessorCount} CPU cores",
+            $"epochs {options.Epochs}, batch {options.BatchSize}, lr {options.LearningRate} (VeRA 1e-2, LoRA-Pro a tenth), max length {options.MaxLength}; {Environment.ProcessorCount} CPU cores",
         };
         File.WriteAllText(Path.Combine(output, "compare.html"), ComparisonReport.ToHtml(rows, "LoRA-family comparison", notes));
         if (json)

@@ -47,20 +47,6 @@ public static partial class Program
                     methodSettings[name] = new Dictionary<string, string> { ["target_modules"] = json0 };
             }
         }
-        // Settings given in steps are scaled to this run's length where a paper default would exceed it: Delta-LoRA's
-        // start step (500 in the paper's runs) becomes a tenth of the run, else Delta-LoRA would be plain LoRA here.
-        {
-            int epochsForSteps = int.Parse(Option(args, "--epochs") ?? (fixedSplit is null ? "2" : "1"), inv);
-            int batchForSteps = int.Parse(Option(args, "--batch-size") ?? "16", inv);
-            int maxSteps = int.Parse(Option(args, "--max-steps") ?? "0", inv);
-            int runSteps = maxSteps > 0 ? maxSteps : epochsForSteps * (int)Math.Ceiling(train.Count / (double)batchForSteps);
-            if (methods.Contains("deltalora"))
-            {
-                var own = methodSettings.TryGetValue("deltalora", out var d) ? new Dictionary<string, string>(d) : new Dictionary<string, string>();
-                own["delta_lora_start_step"] = Math.Max(0, runSteps / 10).ToString(inv);
-                methodSettings["deltalora"] = own;
-            }
-        }
         var options = new ComparisonOptions
         {
             ModelFolder = model,
@@ -73,15 +59,20 @@ public static partial class Program
             MaxLength = int.Parse(Option(args, "--max-length") ?? (fixedSplit is null ? "64" : "48"), inv),
             Seed = seed,
             NumLabels = data.Max(r => r.Label) + 1,
-            // VeRA trains only scaling vectors (its paper uses a ~10x larger lr); LoRA-Pro's step is a full fine-tuning Adam
-            // step of W mapped onto the factors, so it takes a full fine-tuning learning rate (a tenth of LoRA's here).
-            LearningRates = new Dictionary<string, double>
-            {
-                ["vera"] = 1e-2,
-                ["lorapro"] = double.Parse(Option(args, "--lr") ?? (fixedSplit is null ? "1e-3" : "3e-3"), inv) / 10,
-            },
             MethodSettings = methodSettings,
         };
+        // VeRA trains only scaling vectors (its paper uses a ~10x larger lr); LoRA-Pro's step is a full fine-tuning Adam
+        // step of W mapped onto the factors, so it takes a full fine-tuning learning rate (a tenth of LoRA's here).
+        options.LearningRates = new Dictionary<string, double> { ["vera"] = 1e-2, ["lorapro"] = options.LearningRate / 10 };
+        // Settings given in steps are scaled to this run's length where a paper default would exceed it: Delta-LoRA's
+        // start step (500 in the paper's runs) becomes a tenth of the run, else Delta-LoRA would be plain LoRA here.
+        if (methods.Contains("deltalora"))
+        {
+            int runSteps = options.MaxSteps > 0 ? options.MaxSteps : options.Epochs * (int)Math.Ceiling(train.Count / (double)options.BatchSize);
+            var own = methodSettings.TryGetValue("deltalora", out var d) ? new Dictionary<string, string>(d) : new Dictionary<string, string>();
+            own["delta_lora_start_step"] = Math.Max(0, runSteps / 10).ToString(inv);
+            methodSettings["deltalora"] = own;
+        }
         var json = args.Contains("--json");
         var rows = MethodComparison.Run(options, train, test, json ? null : Console.WriteLine);
         var output = Option(args, "--output") ?? "compare-output";

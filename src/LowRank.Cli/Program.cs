@@ -130,7 +130,8 @@ public static partial class Program
         return 0;
     }
 
-    private static string? Option(string[] args, string name)
+    /// <summary>The value after <paramref name="name"/>, or null when the option is absent (an option without a value throws).</summary>
+    internal static string? Option(string[] args, string name)
     {
         var i = Array.IndexOf(args, name);
         if (i < 0) return null;

@@ -60,13 +60,7 @@ internal static class SentimentJob
         public float[] Score { get; set; } = [];
     }
 
-    private static string? Option(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        if (i < 0) return null;
-        if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
-        return args[i + 1];
-    }
+    private static string? Option(string[] args, string name) => Program.Option(args, name);
 
     public static int Run(string[] args)
     {

@@ -39,13 +39,7 @@ internal static class TrainCommand
         }
     }
 
-    private static string? Option(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        if (i < 0) return null;
-        if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
-        return args[i + 1];
-    }
+    private static string? Option(string[] args, string name) => Program.Option(args, name);
 
     private static int RunCore(string[] args)
     {

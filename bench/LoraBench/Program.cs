@@ -14,6 +14,7 @@
 //   --config FILE       a Hugging Face config.json (LLaMA family) instead of the dims above (seq and batch still apply)
 //   --method NAME       an adapter method of AdapterMethods (lora, dora, ...) with r, lora_alpha = 2r, all-linear
 //   --autocast          run the forward under autocast (bf16) instead of casting the model
+//   --profile FILE      write an operator table of two steps (self ms per operator and input shapes) to FILE
 //   --ab                A/B in one process: alternate step by step between the fused path (auto order, shared
 //                       projections), fused without shared projections, fused with sequential / merged order, and the
 //                       unfused layers, on the same model and data; prints the median step time of each (robust to a
@@ -43,7 +44,7 @@ bool Flag(string name) => flags.Contains(name);
 if (Flag("--info"))
 {
     bool cudaOk = cuda.is_available();
-    Console.WriteLine(string.Create(inv, $"{{\"torch\":\"{__version__}\",\"threads\":{get_num_threads()},\"cuda_available\":{(cudaOk ? "true" : "false")},\"cuda_devices\":{(cudaOk ? cuda.device_count() : 0)},\"sdpa_fused\":{(nn.functional.sdpa_uses_fused_kernel ? "true" : "false")}}}"));
+    Console.WriteLine(string.Create(inv, $"{{\"torch\":\"{__version__}\",\"threads\":{get_num_threads()},\"blas\":\"{NativeLibraryLoader.BlasThreading}\",\"cpu_cache\":{(cpu.is_caching ? "true" : "false")},\"cuda_available\":{(cudaOk ? "true" : "false")},\"cuda_devices\":{(cudaOk ? cuda.device_count() : 0)},\"sdpa_fused\":{(nn.functional.sdpa_uses_fused_kernel ? "true" : "false")}}}"));
     return;
 }
 if (Flag("--verify"))
@@ -156,6 +157,14 @@ if (Flag("--ab"))
 }
 
 Step(false);
+if (Opt("--profile") is { } profilePath)
+{
+    // Operator table of two steps (self ms per operator and input shapes), then the timed run as usual.
+    profiler.start(record_shapes: true);
+    Step(false);
+    Step(false);
+    profiler.stop(profilePath);
+}
 if (onCuda)
 {
     cuda.synchronize();
@@ -206,7 +215,7 @@ if (Flag("--peak"))
     peak16 = Mm(ScalarType.BFloat16);
 }
 
-Console.WriteLine(string.Create(inv, $"{{\"impl\":\"csharp\",\"device\":\"{device}\",\"method\":\"{methodName}\",\"cuda_peak_bytes\":{cudaPeak},\"batch\":{B},\"seq\":{T},\"torch\":\"{__version__}\",\"threads\":{get_num_threads()},\"dtype\":\"{dtypeName}\",\"fused\":{(fused ? "true" : "false")},\"shared\":{(fused && shared ? "true" : "false")},\"order\":\"{order}\",\"chunked_ce\":{(chunked ? "true" : "false")},\"checkpoint\":{(checkpoint ? "true" : "false")},\"lora_fa\":{(fa ? "true" : "false")},\"tokens_per_s\":{tokensPerS:F2},\"step_s\":{med:F4},\"step_min_s\":{times[0]:F4},\"trainable\":{trainable.Sum(p => p.numel())},\"flops_per_token\":{flopsPerToken:F0},\"achieved_gflops\":{flopsPerToken * tokensPerS / 1e9:F2},\"held_after_forward\":{heldAfterForward},\"step_peak_bytes\":{peak},\"peak_fp32_gflops\":{peak32 / 1e9:F2},\"peak_bf16_gflops\":{peak16 / 1e9:F2}}}"));
+Console.WriteLine(string.Create(inv, $"{{\"impl\":\"csharp\",\"device\":\"{device}\",\"method\":\"{methodName}\",\"cuda_peak_bytes\":{cudaPeak},\"batch\":{B},\"seq\":{T},\"torch\":\"{__version__}\",\"threads\":{get_num_threads()},\"blas\":\"{NativeLibraryLoader.BlasThreading}\",\"cpu_cache\":{(cpu.is_caching ? "true" : "false")},\"dtype\":\"{dtypeName}\",\"fused\":{(fused ? "true" : "false")},\"shared\":{(fused && shared ? "true" : "false")},\"order\":\"{order}\",\"chunked_ce\":{(chunked ? "true" : "false")},\"checkpoint\":{(checkpoint ? "true" : "false")},\"lora_fa\":{(fa ? "true" : "false")},\"tokens_per_s\":{tokensPerS:F2},\"step_s\":{med:F4},\"step_min_s\":{times[0]:F4},\"trainable\":{trainable.Sum(p => p.numel())},\"flops_per_token\":{flopsPerToken:F0},\"achieved_gflops\":{flopsPerToken * tokensPerS / 1e9:F2},\"held_after_forward\":{heldAfterForward},\"step_peak_bytes\":{peak},\"peak_fp32_gflops\":{peak32 / 1e9:F2},\"peak_bf16_gflops\":{peak16 / 1e9:F2}}}"));
 
 static void SetLayers(nn.Module root, bool fused, LoraComputeOrder order, bool shared)
 {

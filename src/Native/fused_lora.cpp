@@ -136,7 +136,7 @@ struct LoraLinearFn : public torch::autograd::Function<LoraLinearFn> {
       y = has_b ? at::addmm(as_type(*bias, bdt), xb, lin(Wc, fifo).t()) : at::mm(xb, lin(Wc, fifo).t());
       z = at::mm(xd, Ac.t());
       if (adt == bdt) y.addmm_(z, Bc.t(), 1, s);
-      else y.add_(at::mm(z, Bc.t()).mul_(s).to(bdt));
+      else y.add_(at::mm(z, Bc.t()), s);  // fp32 sum rounded once to the base type, as PEFT's promotion does
     }
     // Saved: x only where a gradient needs it (∂A, ∂W), z for ∂B, the mask for ∂x and ∂A through dropout.
     ctx->save_for_backward({(gA || gW) ? x2 : at::Tensor(), gB ? z : at::Tensor(), (drop && (gx || gA)) ? mask : at::Tensor(), W, A, B});
@@ -213,7 +213,7 @@ struct LoraLinearFn : public torch::autograd::Function<LoraLinearFn> {
         else {
           auto da = at::mm(gs, Ac);
           if (p > 0) da = apply_mask(da, mask, p);
-          dx.add_(as_type(da, bdt));
+          dx.add_(da);  // mixed-type add: computed in float32, rounded once into dx
         }
       }
       result[0] = as_type(dx, xdt).view(xshape);
@@ -255,7 +255,7 @@ struct LoraSharedFn : public torch::autograd::Function<LoraSharedFn> {
       auto y = b[i].defined() ? at::addmm(as_type(b[i], bdt), xb, lin(Wc, fifo).t()) : at::mm(xb, lin(Wc, fifo).t());
       auto zi = z.narrow(1, off, r);
       if (adt == bdt) y.addmm_(zi, Bc.t(), 1, s[i]);
-      else y.add_(at::mm(zi, Bc.t()).mul_(s[i]).to(bdt));
+      else y.add_(at::mm(zi, Bc.t()), s[i]);  // one rounding, no base-type temporary
       std::vector<int64_t> ys(xs);
       ys.back() = out;
       outs.push_back(y.view(ys));
@@ -352,7 +352,7 @@ struct LoraSharedFn : public torch::autograd::Function<LoraSharedFn> {
         auto G = gparts.size() == 1 ? gparts[0] : at::cat(gparts, 1);
         auto Acat = aparts.size() == 1 ? aparts[0] : at::cat(aparts, 0);
         if (adt == bdt) dx.addmm_(G, Acat);
-        else dx.add_(at::mm(G, Acat).to(bdt));
+        else dx.add_(at::mm(G, Acat));
       }
       result[0] = as_type(dx, xdt).view(xshape);
     }

@@ -216,6 +216,10 @@ LR_API lr_tensor lr_nn_binary_cross_entropy_with_logits(lr_tensor input, lr_tens
   return at::matmul(attn, v);
 }
 
+bool lr_attention_cpu_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask, double p);
+at::Tensor lr_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask, bool causal,
+                            double scale);
+
 // 1 when lr_nn_sdpa calls libtorch's at::scaled_dot_product_attention (which picks a fused kernel where one
 // applies); 0 when it runs the reference formula above (libtorch 1.13).
 LR_API int lr_nn_sdpa_native() { return LR_TORCH2 ? 1 : 0; }
@@ -232,6 +236,11 @@ LR_API lr_tensor lr_nn_sdpa(lr_tensor q, lr_tensor k, lr_tensor v, lr_tensor mas
     return new at::Tensor(sdpa_math(T(q), T(k), T(v), opt(mask), dropout_p, is_causal != 0, sc));
 #endif
 #else
+    // libtorch 1.13: the CPU attention kernel (fused_attention.cpp) where it applies, else the formula.
+    if (lr_attention_cpu_applies(T(q), T(k), T(v), opt(mask), dropout_p)) {
+      TORCH_CHECK(!(is_causal && opt(mask).has_value()), "scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True");
+      return new at::Tensor(lr_attention_cpu(T(q), T(k), T(v), opt(mask), is_causal != 0, has_scale ? scale : 1.0 / std::sqrt((double)T(q).size(-1))));
+    }
     return new at::Tensor(sdpa_math(T(q), T(k), T(v), opt(mask), dropout_p, is_causal != 0, sc));
 #endif
   } LR_CATCH_BLOCK(return nullptr)

@@ -238,6 +238,20 @@ public static partial class torch
             public static bool sdpa_uses_fused_kernel => NativeMethods.lr_nn_sdpa_native() != 0;
 
             /// <summary>
+            /// On libtorch 1.13 (no native scaled_dot_product_attention): whether <see cref="scaled_dot_product_attention"/>
+            /// runs float32/float64 CPU attention of shape [B,H,L,E] (no dropout, no autocast) through the shim's attention
+            /// node (default true): each (batch, head) computes its products on one core with the scale, mask and softmax
+            /// applied in cache, causal masks skip the products of the masked triangle, and backward saves only the
+            /// attention weights. False runs the composed formula (matmul, mask, softmax, matmul) everywhere; the two agree
+            /// to float rounding. Process-wide; has no effect on libtorch 2.x, which uses its own kernels.
+            /// </summary>
+            public static bool cpu_attention_kernel
+            {
+                get => NativeMethods.lr_nn_attention_cpu_kernel(-1) == 1;
+                set => NativeMethods.lr_nn_attention_cpu_kernel(value ? 1 : 0);
+            }
+
+            /// <summary>
             /// Attention: softmax(q kᵀ · scale + mask) v, with dropout on the attention weights. A bool mask keeps the
             /// positions that are true; a float mask is added to the scores. <paramref name="is_causal"/> keeps the lower
             /// triangle (top-left aligned); it cannot be combined with a mask.

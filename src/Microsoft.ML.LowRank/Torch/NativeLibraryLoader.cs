@@ -47,6 +47,7 @@ public static class NativeLibraryLoader
             var trace = new StringBuilder();
             ConfigureOpenMp();
             PreloadLibtorch(trace);
+            PreloadOpenMpBlas(trace);
             const string file = "liblowrank_native.so";
             var dirs = new List<string>();
             var env = Environment.GetEnvironmentVariable("LOWRANK_NATIVE_DIR");
@@ -81,6 +82,8 @@ public static class NativeLibraryLoader
                     "or set LIBTORCH to a libtorch folder (or install PyTorch) before building; or set LOWRANK_NATIVE_DIR to the folder holding liblowrank_native.so.");
             }
             ConfigureThreads();
+            ConfigureCpuCache();
+            BlasThreading = DetectBlas();
             return s_handle;
         }
     }
@@ -113,6 +116,58 @@ public static class NativeLibraryLoader
             if (!File.Exists(p)) continue;
             trace.AppendLine(NativeLibrary.TryLoad(p, out _) ? $"  {p}: preloaded" : $"  {p}: failed to preload");
         }
+    }
+
+    /// <summary>The OpenBLAS build the process uses for float32 matrix products ("openmp", "pthread" or "other"), as
+    /// found after loading: see <see cref="PreloadOpenMpBlas"/>.</summary>
+    public static string BlasThreading { get; private set; } = "unknown";
+
+    /// <summary>
+    /// Debian's libtorch calls OpenBLAS through libblas.so.3, which the alternatives system points at the pthread build:
+    /// its worker threads then spin (sched_yield) beside libtorch's OpenMP threads after every product, and the two
+    /// pools fight over the cores (measured on 2 cores: about a quarter of a LoRA step's CPU time in the kernel). The
+    /// OpenMP build of the same OpenBLAS (Debian's libopenblas0-openmp, which eng/setup.sh installs) runs its products
+    /// on libtorch's own OpenMP pool. When it is installed and libtorch is Debian's, it is loaded first, so that the
+    /// loader resolves libtorch's libblas.so.3/liblapack.so.3 to it. <c>LOWRANK_BLAS=system</c> keeps the system
+    /// choice; a LIBTORCH override (e.g. a PyTorch wheel, which brings its own BLAS) is left alone.
+    /// </summary>
+    private static void PreloadOpenMpBlas(StringBuilder trace)
+    {
+        if (!OperatingSystem.IsLinux() || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("LIBTORCH"))) return;
+        if (string.Equals(Environment.GetEnvironmentVariable("LOWRANK_BLAS"), "system", StringComparison.OrdinalIgnoreCase)) return;
+        var triplet = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
+        var lib = $"/usr/lib/{triplet}";
+        if (!Directory.EnumerateFiles(lib, "libtorch_cpu.so*").Any()) return;
+        var dir = Path.Combine(lib, "openblas-openmp");
+        foreach (var f in new[] { "libopenblas.so.0", "libblas.so.3", "liblapack.so.3" })
+        {
+            var p = Path.Combine(dir, f);
+            if (!File.Exists(p)) return;
+            if (!NativeLibrary.TryLoad(p, out _)) { trace.AppendLine($"  {p}: failed to preload"); return; }
+            trace.AppendLine($"  {p}: preloaded");
+        }
+    }
+
+    private static string DetectBlas()
+    {
+        try
+        {
+            var maps = File.ReadAllText("/proc/self/maps");
+            return maps.Contains("openblas-openmp", StringComparison.Ordinal) ? "openmp"
+                : maps.Contains("openblas-pthread", StringComparison.Ordinal) ? "pthread" : "other";
+        }
+        catch (IOException) { return "unknown"; }
+        catch (UnauthorizedAccessException) { return "unknown"; }
+    }
+
+    private static unsafe void ConfigureCpuCache()
+    {
+        if (Environment.GetEnvironmentVariable("LOWRANK_CPU_CACHE") == "0") return;
+        long limit = Environment.GetEnvironmentVariable("LOWRANK_CPU_CACHE_LIMIT_MB") is { } s && long.TryParse(s, out var mb) && mb > 0
+            ? mb << 20
+            : Math.Max(256L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+        var fn = (delegate* unmanaged<int, long, int>)NativeLibrary.GetExport(s_handle, "lr_memory_cpu_cache");
+        fn(1, limit);
     }
 
     private static unsafe void ConfigureThreads()

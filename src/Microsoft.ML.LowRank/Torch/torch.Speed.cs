@@ -34,6 +34,44 @@ public static partial class torch
 
         /// <summary>Sets the peak to the bytes alive now.</summary>
         public static void reset_peak_memory_stats() => NativeMethods.lr_memory_reset_cpu_peak();
+
+        /// <summary>
+        /// Turns the caching CPU allocator on or off (the CPU counterpart of the CUDA caching allocator). When on, CPU
+        /// buffers of 256 KiB or more are kept after they are freed and reused for the next request of the same size
+        /// class (sizes round up by at most 1/8), so a training step does not fault in and zero fresh pages for every
+        /// activation; at most <paramref name="limit_bytes"/> of free blocks stay cached. The library turns it on when it
+        /// loads (limit: a quarter of the memory available to the process) unless <c>LOWRANK_CPU_CACHE=0</c>;
+        /// <c>LOWRANK_CPU_CACHE_LIMIT_MB</c> sets the limit. Turning it off releases the cached blocks.
+        /// </summary>
+        /// <param name="enable">Whether to cache.</param>
+        /// <param name="limit_bytes">Most free bytes kept; must be positive when enabling.</param>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit_bytes"/> is not positive while enabling.</exception>
+        public static void set_caching_allocator(bool enable, long limit_bytes = 1L << 30)
+        {
+            if (enable && limit_bytes <= 0) throw new ArgumentOutOfRangeException(nameof(limit_bytes), limit_bytes, "the cache limit must be a positive number of bytes");
+            Tensor.CheckStatus(NativeMethods.lr_memory_cpu_cache(enable ? 1 : 0, limit_bytes));
+        }
+
+        /// <summary>Whether the caching CPU allocator is on (<see cref="set_caching_allocator"/>).</summary>
+        public static bool is_caching => NativeMethods.lr_memory_cpu_cache_stat(3, 0) == 1;
+
+        /// <summary>Releases every cached free CPU block to the system (PyTorch's <c>empty_cache</c>).</summary>
+        public static void empty_cache() => Tensor.CheckStatus(NativeMethods.lr_memory_cpu_cache_empty());
+
+        /// <summary>Bytes of free CPU blocks the caching allocator holds.</summary>
+        /// <returns>Bytes.</returns>
+        public static long memory_cached() => Tensor.CheckLong(NativeMethods.lr_memory_cpu_cache_stat(0, 0));
+
+        /// <summary>Requests served from the cache, and requests that needed a new block, since the process started.</summary>
+        /// <returns>The two counts.</returns>
+        public static (long hits, long misses) cache_counts() =>
+            (Tensor.CheckLong(NativeMethods.lr_memory_cpu_cache_stat(1, 0)), Tensor.CheckLong(NativeMethods.lr_memory_cpu_cache_stat(2, 0)));
+
+        /// <summary>The block size the cache hands out for a request of <paramref name="bytes"/> (0: below the 256 KiB
+        /// threshold, served directly).</summary>
+        /// <param name="bytes">The requested size.</param>
+        /// <returns>The size class in bytes.</returns>
+        public static long cache_size_class(long bytes) => Tensor.CheckLong(NativeMethods.lr_memory_cpu_cache_stat(4, bytes));
     }
 
     /// <summary>

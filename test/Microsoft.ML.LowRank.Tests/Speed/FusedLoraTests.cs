@@ -242,6 +242,31 @@ public class FusedLoraTests
     }
 
     [Fact]
+    public void Bfloat16BaseRoundsTheFloat32SumOnceAsPeftDoes()
+    {
+        // PEFT (bf16 base, fp32 adapter): result + lora_B(lora_A(x.float()))·s promotes to float32, then casts back once.
+        // The fused node adds the float32 adapter product into the bf16 base output with one rounding; the reference here
+        // is that formula composed from separate ops. A second rounding (casting the product to bf16 before the add)
+        // disagrees on many elements.
+        using var scope = NewDisposeScope();
+        var g = new Generator(21);
+        var w = (randn(new long[] { 48, 32 }, generator: g) * 0.2).to_type(ScalarType.BFloat16);
+        var a = randn(new long[] { 8, 32 }, generator: g) * 0.3;
+        var b = randn(new long[] { 48, 8 }, generator: g) * 0.3;
+        var x = randn(new long[] { 64, 32 }, generator: g).to_type(ScalarType.BFloat16);
+        const double s = 2.0;
+        var y = nn.functional.lora_linear(x, w, null, a, b, s);
+        var basePart = nn.functional.linear(x, w);
+        var adapter = x.to_type(ScalarType.Float32).matmul(a.t()).matmul(b.t());
+        var once = (basePart.to_type(ScalarType.Float32) + adapter * s).to_type(ScalarType.BFloat16);
+        var twice = basePart + (adapter * s).to_type(ScalarType.BFloat16);
+        double Equal(Tensor u) => u.to_type(ScalarType.Float32).eq(y.to_type(ScalarType.Float32)).to_type(ScalarType.Float64).mean().ToDouble();
+        Assert.True(Equal(once) >= 0.99, $"{Equal(once):P2} of the elements equal the single-rounding formula");
+        Assert.True(Equal(twice) < 0.95, $"{Equal(twice):P2} equal the double-rounding formula (the test would not tell them apart)");
+        SpeedAssert.Close(once, y, 0, 1.0 / 128, "y within one bf16 rounding of the formula");
+    }
+
+    [Fact]
     public void ShapeMismatchesAreReportedByName()
     {
         using var scope = NewDisposeScope();

@@ -44,3 +44,21 @@ internal static partial class NativeMethods
         TensorHandle magnitude, double scaling, double dropoutP, int training, IntPtr generator, int fanInFanOut);
     [LibraryImport(Lib)] internal static partial IntPtr lr_fused_dora_weight_norm(TensorHandle weight, TensorHandle loraA, TensorHandle loraB, double scaling, int fanInFanOut);
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial int lr_profiler_start(int recordShapes);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial int lr_profiler_stop(string path);
+}
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial int lr_memory_cpu_cache(int enable, long limitBytes);
+    [LibraryImport(Lib)] internal static partial int lr_memory_cpu_cache_empty();
+    [LibraryImport(Lib)] internal static partial long lr_memory_cpu_cache_stat(int kind, long n);
+}
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial int lr_nn_attention_cpu_kernel(int enable);
+}

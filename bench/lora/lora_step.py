@@ -107,6 +107,8 @@ for _ in range(steps):
     step()
     times.append(time.perf_counter() - t0)
 med = statistics.median(times)
-print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": threads, "dtype": "bf16" if bf16 else "fp32", "tokens_per_s": B * T / med,
+maps = open("/proc/self/maps").read()
+blas = "openmp" if "openblas-openmp" in maps else "pthread" if "openblas-pthread" in maps else "other"
+print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": threads, "blas": blas, "dtype": "bf16" if bf16 else "fp32", "tokens_per_s": B * T / med,
                   "step_s": med, "trainable": sum(p.numel() for p in params),
                   "config": {"hidden": H, "layers": L, "heads": NH, "seq": T, "batch": B, "rank": R, "vocab": V, "intermediate": I}}))

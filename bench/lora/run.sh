@@ -10,8 +10,14 @@
 # idle (roughly 2.5 s per fp32 step; bf16 and checkpointing steps are slower on this CPU).
 #
 # Table 1, tokens/s: ours unfused fp32, ours fused fp32, ours bf16 + chunked cross-entropy (fused), the same with
-# gradient checkpointing, PyTorch eager fp32 and bf16; ratio to PyTorch eager fp32; and % of the matmul peak measured in
-# this run (model FLOPs per token × tokens/s / peak of a 2048³ matmul in the variant's type).
+# gradient checkpointing, and the fused fp32 / bf16 rows again with the library's runtime choices turned off
+# (LOWRANK_BLAS=system LOWRANK_CPU_CACHE=0: the pthread OpenBLAS the system selects, no caching allocator); PyTorch eager
+# fp32 and bf16 as installed, and again with the same runtime choices given to it by environment (the OpenMP OpenBLAS
+# through LD_LIBRARY_PATH, glibc's malloc told by GLIBC_TUNABLES to keep freed memory instead of unmapping it, the
+# closest a plain process gets to a caching allocator). Ratios: to PyTorch eager fp32 as installed, to PyTorch eager in
+# the same type as installed, and to PyTorch eager in the same type with the same runtime (the like-for-like kernel
+# comparison); and % of the matmul peak measured in this run (model FLOPs per token × tokens/s / peak of a 2048³ matmul
+# in the variant's type).
 # Table 2, memory (bf16 base, chunked CE unless noted; one measured step each): bytes the forward leaves alive for
 # backward (the shim's CPU allocator counter) and the step's peak, for LoRA, LoRA-FA and LoRA with checkpointing.
 # LOWRANK_BENCH_AB=1 adds an in-process A/B of the fused LoRA paths (sequential/merged order, shared projections).
@@ -39,6 +45,10 @@ start=$SECONDS
 ours() { LOWRANK_NUM_THREADS=$threads dotnet bench/LoraBench/bin/Release/net10.0/LoraBench.dll "$steps" "${dims[@]}" "$@"; }
 memrun() { LOWRANK_NUM_THREADS=$threads dotnet bench/LoraBench/bin/Release/net10.0/LoraBench.dll 1 "${dims[@]}" "$@"; }
 theirs() { /usr/bin/python3 bench/lora/lora_step.py "$threads" "$steps" "${dims[@]}" "$@"; }
+# PyTorch given the library's runtime choices: the OpenMP OpenBLAS (when installed) and malloc keeping freed memory.
+ompblas=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-openmp
+theirs_rt() { LD_LIBRARY_PATH="$ompblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=17179869184 theirs "$@"; }
 declare -A variants=(
   [ours_fp32_unfused]="--unfused"
   [ours_fp32_fused]=""
@@ -51,8 +61,12 @@ for ((r = 0; r < rounds; r++)); do
     # shellcheck disable=SC2086
     ours ${variants[$v]} $peak >> "$out/$v.jsonl"; peak=""
   done
+  LOWRANK_BLAS=system LOWRANK_CPU_CACHE=0 ours >> "$out/ours_fp32_fused_sysrt.jsonl"
+  LOWRANK_BLAS=system LOWRANK_CPU_CACHE=0 ours --dtype bf16 --chunked-ce >> "$out/ours_bf16_chunked_sysrt.jsonl"
   theirs >> "$out/pytorch_fp32.jsonl"
   theirs --bf16 >> "$out/pytorch_bf16.jsonl"
+  theirs_rt >> "$out/pytorch_fp32_rt.jsonl"
+  theirs_rt --bf16 >> "$out/pytorch_bf16_rt.jsonl"
   echo "round $((r + 1))/$rounds done ($((SECONDS - start)) s)" >&2
 done
 # Activation memory: one measured step each (deterministic, no rounds needed).
@@ -75,13 +89,18 @@ def rows(name):
 def med(name, key="tokens_per_s"):
     return statistics.median(r[key] for r in rows(name))
 labels = {
-    "ours_fp32_unfused": ("ours, fp32, unfused LoRA layers", "fp32"),
-    "ours_fp32_fused": ("ours, fp32, fused LoRA", "fp32"),
-    "ours_bf16_chunked": ("ours, bf16 + chunked CE (fused)", "bf16"),
-    "ours_bf16_chunked_ckpt": ("ours, bf16 + chunked CE + checkpointing", "bf16"),
-    "pytorch_fp32": ("PyTorch eager, fp32", "fp32"),
-    "pytorch_bf16": ("PyTorch eager, bf16", "bf16"),
+    "ours_fp32_unfused": ("ours, fp32, unfused LoRA layers", "fp32", "lib"),
+    "ours_fp32_fused": ("ours, fp32, fused LoRA", "fp32", "lib"),
+    "ours_bf16_chunked": ("ours, bf16 + chunked CE (fused)", "bf16", "lib"),
+    "ours_bf16_chunked_ckpt": ("ours, bf16 + chunked CE + checkpointing", "bf16", "lib"),
+    "ours_fp32_fused_sysrt": ("ours, fp32, fused LoRA", "fp32", "sys"),
+    "ours_bf16_chunked_sysrt": ("ours, bf16 + chunked CE (fused)", "bf16", "sys"),
+    "pytorch_fp32": ("PyTorch eager, fp32", "fp32", "sys"),
+    "pytorch_bf16": ("PyTorch eager, bf16", "bf16", "sys"),
+    "pytorch_fp32_rt": ("PyTorch eager, fp32", "fp32", "lib"),
+    "pytorch_bf16_rt": ("PyTorch eager, bf16", "bf16", "lib"),
 }
+runtime = {"lib": "OpenMP OpenBLAS + cached allocations", "sys": "system (pthread OpenBLAS, plain malloc)"}
 tps = {n: med(n) for n in labels}
 first = rows("ours_fp32_fused")[0]
 cfg = rows("pytorch_fp32")[0]["config"]
@@ -99,14 +118,23 @@ p(f"Model: LLaMA-style, hidden {cfg['hidden']}, {cfg['layers']} layers, {cfg['he
 p(f"Machine: {cpu or 'unknown CPU'}, {cores} cores, {first['threads']} threads, libtorch {first['torch']} (both sides); "
   f"{len(rows('pytorch_fp32'))} alternating rounds of {steps} timed steps after one warm-up step, "
   f"medians of the per-run medians; load average at the end {os.getloadavg()[0]:.1f}; wall time {wall} s.")
+blas_of = lambda n: rows(n)[0].get("blas", "?")
+p(f"OpenBLAS build loaded (from /proc/self/maps): ours {blas_of('ours_fp32_fused')}, ours with LOWRANK_BLAS=system "
+  f"{blas_of('ours_fp32_fused_sysrt')}, PyTorch {blas_of('pytorch_fp32')}, PyTorch with the library's runtime {blas_of('pytorch_fp32_rt')}.")
 p(f"Matmul peak measured in this run (2048³): fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s. "
   f"Model FLOPs per token {fpt / 1e6:.1f} M (forward + backward of the frozen base without weight gradients, attention, LoRA).")
 p("")
-p("| variant | tokens/s (median) | ratio vs PyTorch eager fp32 | % of measured matmul peak |")
-p("|---|---:|---:|---:|")
-for n, (label, dt) in labels.items():
+p("Runtime: *library* = what Microsoft.ML.LowRank sets up when it loads (the OpenMP build of OpenBLAS, the caching CPU "
+  "allocator); for PyTorch the same given by environment (LD_LIBRARY_PATH to the OpenMP OpenBLAS, GLIBC_TUNABLES keeping freed "
+  "memory). *system* = the machine's defaults (pthread OpenBLAS, plain malloc): what `python3` gets as installed.")
+p("")
+p("| variant | runtime | tokens/s (median) | vs PyTorch fp32, system | vs PyTorch same type, system | vs PyTorch same type, same runtime | % of measured matmul peak |")
+p("|---|---|---:|---:|---:|---:|---:|")
+for n, (label, dt, rt) in labels.items():
     ach = fpt * tps[n] / 1e9
-    p(f"| {label} | {tps[n]:.1f} | {tps[n] / base:.2f} | {100 * ach / peak[dt]:.1f}% of {dt} |")
+    same_sys = tps[n] / tps[f"pytorch_{dt}"]
+    same_rt = tps[n] / tps[f"pytorch_{dt}" + ("_rt" if rt == "lib" else "")]
+    p(f"| {label} | {'library' if rt == 'lib' else 'system'} | {tps[n]:.1f} | {tps[n] / base:.2f} | {same_sys:.2f} | {same_rt:.2f} | {100 * ach / peak[dt]:.1f}% of {dt} |")
 p("")
 p("Activation memory (one measured step each; CPU allocator counter; bf16 base weights, float32 adapters):")
 p("")

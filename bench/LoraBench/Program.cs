@@ -14,6 +14,7 @@
 //   --config FILE       a Hugging Face config.json (LLaMA family) instead of the dims above (seq and batch still apply)
 //   --method NAME       an adapter method of AdapterMethods (lora, dora, ...) with r, lora_alpha = 2r, all-linear
 //   --autocast          run the forward under autocast (bf16) instead of casting the model
+//   --attention-formula run attention as the composed formula (not the shim's CPU attention node)
 //   --profile FILE      write an operator table of two steps (self ms per operator and input shapes) to FILE
 //   --ab                A/B in one process: alternate step by step between the fused path (auto order, shared
 //                       projections), fused without shared projections, fused with sequential / merged order, and the
@@ -61,6 +62,7 @@ var dtype = dtypeName switch { "fp32" => ScalarType.Float32, "bf16" => ScalarTyp
 var order = (Opt("--order") ?? "auto") switch { "auto" => LoraComputeOrder.Auto, "sequential" => LoraComputeOrder.Sequential, "merged" => LoraComputeOrder.Merged, var o => throw new ArgumentException($"--order {o}") };
 bool fused = !Flag("--unfused"), shared = !Flag("--no-shared"), chunked = Flag("--chunked-ce"), checkpoint = Flag("--checkpoint");
 bool fa = Flag("--lora-fa"), memory = Flag("--memory");
+if (Flag("--attention-formula")) nn.functional.cpu_attention_kernel = false;
 
 var device = Device.Parse(Opt("--device") ?? "cpu");
 bool onCuda = device.type == DeviceType.CUDA;

@@ -6,7 +6,8 @@
 // (batch, head) does scale and mask inside its first GEMM (the mask is the GEMM's addend), the softmax in place while
 // the block is in cache, and backward saves only the weights P:
 //   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = scale·dS K,  dK = scale·dSᵀ Q.
-// Used for float32/float64 CPU inputs of shape [B,H,L,E] without dropout or autocast; anything else keeps the formula.
+// Used for float32/float64 CPU inputs of shape [B,H,L,E] without dropout or autocast; anything else keeps the formula
+// (bfloat16 too: per-head oneDNN bf16 products measured 20 % slower per training step than its batched bmm).
 #include "lr_fused.h"
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>

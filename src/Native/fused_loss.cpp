@@ -41,22 +41,25 @@ struct LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntrop
       logits = logits.to(ldt);
       auto t = target.narrow(0, c0, len);
       auto v = valid.narrow(0, c0, len);
-      auto safe_t = t.masked_fill(v.logical_not(), 0).unsqueeze(1);
-      auto lse = at::logsumexp(logits, 1, /*keepdim=*/true);
-      auto picked = logits.gather(1, safe_t);
-      loss.add_(((lse - picked).squeeze(1) * v).sum());
+      const int64_t chunk_valid = v.sum().item<int64_t>();
+      auto safe_t = chunk_valid == len ? t.unsqueeze(1) : t.masked_fill(v.logical_not(), 0).unsqueeze(1);
+      // log-softmax in place: one vectorised kernel (max, sum of exp, subtract), no [chunk, V] temporaries.
+      at::_log_softmax_out(logits, logits, 1, false);
+      auto picked = logits.gather(1, safe_t).squeeze(1);
+      loss.sub_(chunk_valid == len ? picked.sum() : (picked * v).sum());
       if (gh || gW || gb) {
-        // ∂loss/∂logits = (softmax − onehot)·valid / denom, in place in the logits block.
-        auto g = logits.sub_(lse).exp_();
+        // ∂loss/∂logits = (softmax − onehot)·valid / denom, in place in the logits block; the 1/denom is applied by
+        // the gradient products (their alpha) rather than by a pass over the block.
+        auto g = logits.exp_();
         g.scatter_add_(1, safe_t, at::full({len, 1}, -1.0, g.options()));
-        g.mul_(v.unsqueeze(1).to(ldt)).div_(denom);
-        if (gb) db.add_(g.sum(0));
+        if (chunk_valid != len) g.mul_(v.unsqueeze(1).to(ldt));
+        if (gb) db.add_(g.sum(0), 1.0 / denom);
         auto gc = as_type(g, cdt);
         if (gh) {
           auto rows = dh.narrow(0, c0, len);
-          at::mm_out(rows, gc, Wc);
+          at::addmm_out(rows, rows, gc, Wc, 0, 1.0 / denom);
         }
-        if (gW) dW.addmm_(g.t(), as_type(hx, ldt));
+        if (gW) dW.addmm_(g.t(), as_type(hx, ldt), 1, 1.0 / denom);
       }
     }
     if (reduction == 1) loss.div_((double)count);  // count 0 gives NaN, as cross_entropy's mean does

@@ -226,7 +226,8 @@ public static class MemoryPlanner
     }
 
     /// <summary>Memory the device can offer now: CUDA total minus what this process's allocator reserved; CPU: the
-    /// operating system's available memory (Linux MemAvailable, else the runtime's view of available memory).</summary>
+    /// operating system's available memory (Linux MemAvailable, else the runtime's view of available memory) plus the free
+    /// blocks the caching CPU allocator holds (<see cref="torch.cpu.memory_cached"/>).</summary>
     /// <param name="device">The device.</param>
     /// <returns>Bytes.</returns>
     public static long AvailableBytes(Device device)
@@ -243,7 +244,8 @@ public static class MemoryPlanner
         {
             foreach (var line in File.ReadLines("/proc/meminfo"))
                 if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
-                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+                    // free CPU blocks held by the caching allocator are reused before new memory is taken: they count as available
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024 + torch.cpu.memory_cached();
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }

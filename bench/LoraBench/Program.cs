@@ -163,8 +163,10 @@ if (Opt("--profile") is { } profilePath)
 {
     // Operator table of two steps (self ms per operator and input shapes), then the timed run as usual.
     profiler.start(record_shapes: true);
+    var psw = Stopwatch.StartNew();
     Step(false);
     Step(false);
+    Console.Error.WriteLine(string.Create(inv, $"profiled steps: {psw.Elapsed.TotalSeconds / 2:F3} s per step (wall)"));
     profiler.stop(profilePath);
 }
 if (onCuda)

@@ -201,15 +201,31 @@ LR_API lr_tensor lr_nn_binary_cross_entropy_with_logits(lr_tensor input, lr_tens
   TORCH_CHECK(!(causal && mask.has_value()), "scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True");
   const int64_t L = q.size(-2), S = k.size(-2);
   const double sc = scale.has_value() ? *scale : 1.0 / std::sqrt((double)q.size(-1));
-  auto attn = at::matmul(q, k.transpose(-2, -1)).mul(sc);
   const double ninf = -std::numeric_limits<double>::infinity();
-  if (causal) {
-    auto drop = at::ones({L, S}, q.options().dtype(at::kBool)).triu(1);
-    attn = attn.masked_fill(drop, ninf);
-  }
+  // The mask as an addend of the scores (causal pattern, 0/−inf for a bool mask, or the float mask).
+  at::Tensor bias;
+  if (causal) bias = at::zeros({L, S}, q.options()).masked_fill(at::ones({L, S}, q.options().dtype(at::kBool)).triu(1), ninf);
   if (mask.has_value()) {
-    if (mask->scalar_type() == at::kBool) attn = attn.masked_fill(mask->logical_not(), ninf);
-    else attn = attn.add(*mask);
+    if (mask->scalar_type() == at::kBool) bias = at::where(*mask, at::zeros({}, q.options()), at::full({}, ninf, q.options()));
+    else bias = *mask;
+  }
+  at::Tensor attn;
+  const bool batched = q.dim() >= 3 && q.dim() == k.dim() && q.sizes().slice(0, q.dim() - 2) == k.sizes().slice(0, k.dim() - 2);
+  if (batched && (!bias.defined() || (bias.scalar_type() == q.scalar_type() && !bias.requires_grad() && bias.dim() <= q.dim()))) {
+    // scores = bias + scale·q·kᵀ in one batched GEMM (baddbmm): no separate scale and mask passes, forward or backward.
+    auto lead = q.sizes().slice(0, q.dim() - 2).vec();
+    auto q3 = q.reshape({-1, L, q.size(-1)}), k3 = k.reshape({-1, S, k.size(-1)});
+    const int64_t n = q3.size(0);
+    auto full = lead;
+    full.push_back(L);
+    full.push_back(S);
+    at::Tensor add = bias.defined() ? (bias.dim() <= 2 ? bias.expand({n, L, S}) : bias.expand(full).reshape({n, L, S}))
+                                    : at::Tensor();
+    attn = add.defined() ? at::baddbmm(add, q3, k3.transpose(1, 2), 1, sc) : at::bmm(q3, k3.transpose(1, 2)).mul_(sc);
+    attn = attn.view(full);
+  } else {
+    attn = at::matmul(q, k.transpose(-2, -1)).mul(sc);
+    if (bias.defined()) attn = attn.add(bias);
   }
   attn = at::softmax(attn, -1);
   if (p > 0) attn = at::dropout(attn, p, true);

@@ -225,12 +225,15 @@ public static class AttentionUtils
     public static Tensor ApplyRope(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
+        var c = cos.unsqueeze(1);
+        var s = sin.unsqueeze(1);
+        // one autograd node where cos/sin are constants (always, for the tables the models build)
+        if (!cos.requires_grad && !sin.requires_grad && cos.dtype == x.dtype && sin.dtype == x.dtype && x.size(-1) % 2 == 0)
+            return nn.functional.rotary_embedding(x, c, s).MoveToOuterDisposeScope();
         var half = x.size(-1) / 2;
         var x1 = x.narrow(-1, 0, half);
         var x2 = x.narrow(-1, half, half);
         var rotated = cat(new[] { x2.neg(), x1 }, -1);
-        var c = cos.unsqueeze(1);
-        var s = sin.unsqueeze(1);
         return (x * c + rotated * s).MoveToOuterDisposeScope();
     }
 

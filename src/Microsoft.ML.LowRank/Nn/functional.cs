@@ -238,6 +238,17 @@ public static partial class torch
             public static bool sdpa_uses_fused_kernel => NativeMethods.lr_nn_sdpa_native() != 0;
 
             /// <summary>
+            /// Rotary position embedding in the rotate-half form (LLaMA, GPT-NeoX, Qwen, Mistral, Gemma):
+            /// <c>x·cos + [−x₂, x₁]·sin</c> with x₁, x₂ the halves of the last dimension, as one autograd node (no
+            /// rotated copy of x is made in forward or backward). Equals the composed formula to rounding.
+            /// </summary>
+            /// <param name="x">[..., D], D even.</param>
+            /// <param name="cos">Broadcastable to <paramref name="x"/>, without gradient.</param>
+            /// <param name="sin">Broadcastable to <paramref name="x"/>, without gradient.</param>
+            /// <returns>Same shape and type as <paramref name="x"/>.</returns>
+            public static Tensor rotary_embedding(Tensor x, Tensor cos, Tensor sin) => Tensor.Wrap(NativeMethods.lr_nn_rope(x.Handle, cos.Handle, sin.Handle));
+
+            /// <summary>
             /// On libtorch 1.13 (no native scaled_dot_product_attention): whether <see cref="scaled_dot_product_attention"/>
             /// runs float32/float64 CPU attention of shape [B,H,L,E] (no dropout, no autocast) through the shim's attention
             /// node (default true): each (batch, head) computes its products on one core with the scale, mask and softmax

@@ -94,6 +94,55 @@ public class CpuAttentionTests
         Check(ScalarType.Float32, L, S, mask, causal, 2e-5);
     }
 
+    [Theory]
+    [InlineData(7, 7, "none", true)]
+    [InlineData(6, 10, "float", false)]
+    [InlineData(6, 10, "bool", false)]
+    public void Bfloat16TakesTheBatchedFormulaAndMatchesFloat64(int L, int S, string mask, bool causal)
+    {
+        // bf16 is not the node's: the formula runs, with scale and mask folded into one baddbmm
+        Check(ScalarType.BFloat16, L, S, mask, causal, 6e-2);
+    }
+
+    [Fact]
+    public void RotaryEmbeddingMatchesTheRotateHalfFormula()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var dt in new[] { ScalarType.Float64, ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var g = new Generator(5);
+            var x = randn(new long[] { 2, 3, 5, 8 }, dt, generator: g);
+            var cos = randn(new long[] { 2, 1, 5, 8 }, dt, generator: g);
+            var sin = randn(new long[] { 2, 1, 5, 8 }, dt, generator: g);
+            var gy = randn(new long[] { 2, 3, 5, 8 }, dt, generator: g);
+            // float64 reference: x·cos + [−x₂, x₁]·sin, gradient by autograd
+            var x64 = x.to_type(ScalarType.Float64).requires_grad_(true);
+            var rot = cat(new[] { -x64.narrow(-1, 4, 4), x64.narrow(-1, 0, 4) }, -1);
+            var yr = x64 * cos.to_type(ScalarType.Float64) + rot * sin.to_type(ScalarType.Float64);
+            yr.backward(gy.to_type(ScalarType.Float64));
+            var xl = x.detach().requires_grad_(true);
+            var y = F.rotary_embedding(xl, cos, sin);
+            y.backward(gy);
+            double tol = dt == ScalarType.Float64 ? 1e-12 : dt == ScalarType.Float32 ? 1e-5 : 5e-2;
+            Assert.Equal(dt, y.dtype);
+            SpeedAssert.Close(yr.detach(), y, tol, tol, $"rope y {dt}");
+            SpeedAssert.Close(x64.grad!, xl.grad, tol, tol, $"rope dx {dt}");
+        }
+    }
+
+    [Fact]
+    public void RotaryEmbeddingRejectsBadShapesByName()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(new long[] { 2, 3, 5, 8 });
+        var e = Assert.ThrowsAny<Exception>(() => F.rotary_embedding(randn(new long[] { 2, 7 }), randn(new long[] { 2, 7 }), randn(new long[] { 2, 7 })));
+        Assert.Contains("even", e.Message);
+        e = Assert.ThrowsAny<Exception>(() => F.rotary_embedding(x, randn(new long[] { 5, 6 }), randn(new long[] { 5, 6 })));
+        Assert.Contains("last dimension", e.Message);
+        e = Assert.ThrowsAny<Exception>(() => F.rotary_embedding(x, randn(new long[] { 4, 3, 5, 8 }), randn(new long[] { 4, 3, 5, 8 })));
+        Assert.Contains("broadcast", e.Message);
+    }
+
     [Fact]
     public void TheSwitchSelectsTheFormulaAndBothAgree()
     {

@@ -62,3 +62,8 @@ internal static partial class NativeMethods
 {
     [LibraryImport(Lib)] internal static partial int lr_nn_attention_cpu_kernel(int enable);
 }
+
+internal static partial class NativeMethods
+{
+    [LibraryImport(Lib)] internal static partial IntPtr lr_nn_rope(TensorHandle x, TensorHandle cos, TensorHandle sin);
+}

@@ -218,6 +218,8 @@ public static class MethodComparison
             size = key is null ? "" : $"{key}={value}";
             (adapterCount, headCount, baseCount) = CountParameters(config, ModelTask.SequenceClassification, matched);
             log?.Invoke($"{name}: {size} → {adapterCount:N0} adapter parameters");
+            // cached CPU blocks of the previous method would stay resident and count in this method's peak
+            cpu.empty_cache();
             PeakMemory.Reset();
             manual_seed(options.Seed);
             using var model = PretrainedModel.Load(options.ModelFolder, ModelTask.SequenceClassification, dtype: ScalarType.Float32, numLabels: options.NumLabels);

@@ -343,13 +343,14 @@ public abstract class AdapterLayer : nn.Module<Tensor, Tensor>, IAdapterModule
     protected virtual Tensor ForwardAdapters(Tensor x, IReadOnlyList<string> adapterNames)
     {
         var result = BaseLayer.call(x);
+        var resultType = result.dtype;  // PEFT: the sum promotes to the adapter's type and is cast back once, at the end
         foreach (var a in adapterNames)
         {
             if (!_adapters.Contains(a)) continue;
             var d = AdapterOutput(x, a);
-            result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
+            result = result + d;
         }
-        return result;
+        return result.dtype == resultType ? result : result.to_type(resultType);
     }
 
     /// <inheritdoc/>

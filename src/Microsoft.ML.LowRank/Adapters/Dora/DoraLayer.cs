@@ -239,15 +239,16 @@ public sealed class DoraLayer : AdapterLayer
             }
         }
         var result = BaseLayer.call(x);
+        var resultType = result.dtype;  // PEFT: the sum promotes to the adapter's type and is cast back once, at the end
         Tensor? baseWithoutBias = null;
         foreach (var a in adapterNames)
         {
             if (!HasAdapter(a)) continue;
             baseWithoutBias ??= BaseBias is { } bias ? result - bias : result;
             var d = DoraTerm(x, a, baseWithoutBias);
-            result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
+            result = result + d;
         }
-        return result;
+        return result.dtype == resultType ? result : result.to_type(resultType);
     }
 
     /// <summary>The DoRA term of one adapter alone (W0·x̃ recomputed): what it adds to the base output.</summary>

@@ -232,14 +232,15 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
         var first = FirstHeld(adapterNames);
         if (first is null || !CanFuse(first, out var a, out var b, out var p)) return base.ForwardAdapters(x, adapterNames);
         var result = nn.functional.lora_linear(x, BaseWeight, BaseBias, a.weight, b.weight, Hp(first).scaling, p, p > 0, null, ComputeOrder, FanInFanOut);
+        var resultType = result.dtype;  // PEFT: the sum promotes to the adapter's type and is cast back once, at the end
         for (int i = 0; i < adapterNames.Count; i++)
         {
             var name = adapterNames[i];
             if (name == first || !HasAdapter(name)) continue;
             var d = AdapterOutput(x, name);
-            result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
+            result = result + d;
         }
-        return result;
+        return result.dtype == resultType ? result : result.to_type(resultType);
     }
 
     /// <inheritdoc/>

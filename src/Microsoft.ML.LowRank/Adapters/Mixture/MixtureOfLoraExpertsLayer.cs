@@ -405,6 +405,7 @@ public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockO
     protected override Tensor ForwardAdapters(Tensor x, IReadOnlyList<string> adapterNames)
     {
         var result = BaseLayer.call(x);
+        var resultType = result.dtype;  // PEFT: the sum promotes to the adapter's type and is cast back once, at the end
         foreach (var a in adapterNames)
         {
             if (!_states.TryGetValue(a, out var st)) continue;
@@ -418,9 +419,9 @@ public sealed class MixtureOfLoraExpertsLayer : AdapterLayer, IFeedForwardBlockO
                 continue;
             }
             var d = Delta(x, a, st);
-            result = result + (d.dtype == result.dtype ? d : d.to_type(result.dtype));
+            result = result + d;
         }
-        return result;
+        return result.dtype == resultType ? result : result.to_type(resultType);
     }
 
     /// <inheritdoc/>

@@ -271,6 +271,31 @@ public class FusedLoraTests
     }
 
     [Fact]
+    public void TwoFloat32AdaptersOnABfloat16BaseAreSummedThenRoundedOnce()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(16);
+        var baseLinear = nn.Linear(32, 24, false, dtype: ScalarType.BFloat16);
+        baseLinear.weight.requires_grad = false;
+        using var layer = new LoraLayer(baseLinear);
+        foreach (var name in new[] { "one", "two" })
+        {
+            layer.UpdateLayer(name, 4, 8, 0, false, LoraInitialization.Default, null, new AdapterCreationContext { AutocastAdapterDtype = true });
+            using (no_grad()) layer.LoraB(name).weight.normal_(0, 0.5);
+        }
+        layer.SetActiveAdapters(new[] { "one", "two" });
+        var x = randn(new long[] { 64, 32 }, ScalarType.BFloat16, generator: new Generator(17));
+        var y = layer.call(x);
+        var xf = x.to_type(ScalarType.Float32);
+        var sum = nn.functional.linear(x, baseLinear.weight).to_type(ScalarType.Float32);
+        foreach (var name in new[] { "one", "two" })
+            sum = sum + xf.matmul(layer.LoraA(name).weight.t()).matmul(layer.LoraB(name).weight.t()) * 2.0;
+        var once = sum.to_type(ScalarType.BFloat16);
+        double same = once.to_type(ScalarType.Float32).eq(y.to_type(ScalarType.Float32)).to_type(ScalarType.Float64).mean().ToDouble();
+        Assert.True(same >= 0.95, $"{same:P1} of the outputs equal base + both adapters summed in float32 and rounded once");
+    }
+
+    [Fact]
     public void ShapeMismatchesAreReportedByName()
     {
         using var scope = NewDisposeScope();

@@ -231,6 +231,9 @@ public sealed class LoraLayer : AdapterLayer, ISharedInputProjection
     {
         var first = FirstHeld(adapterNames);
         if (first is null || !CanFuse(first, out var a, out var b, out var p)) return base.ForwardAdapters(x, adapterNames);
+        // Several adapters in a type above the base's: PEFT sums them all in that type and rounds once; the fused node
+        // would round after the first, so the unfused sum runs instead.
+        if (a.weight.dtype != BaseWeight.dtype && adapterNames.Count(n => n != first && HasAdapter(n)) > 0) return base.ForwardAdapters(x, adapterNames);
         var result = nn.functional.lora_linear(x, BaseWeight, BaseBias, a.weight, b.weight, Hp(first).scaling, p, p > 0, null, ComputeOrder, FanInFanOut);
         var resultType = result.dtype;  // PEFT: the sum promotes to the adapter's type and is cast back once, at the end
         for (int i = 0; i < adapterNames.Count; i++)

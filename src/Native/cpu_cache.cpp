@@ -55,6 +55,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
     if (!enabled || n < kMinCached) return inner->allocate(n);
     const size_t cls = size_class(n);
     c10::DataPtr block;
+    bool from_cache = false;
     {
       std::lock_guard<std::mutex> lock(mutex);
       auto it = free_blocks.find(cls);
@@ -66,6 +67,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
         for (size_t j = free_order.size(); j-- > 0;)
           if (free_order[j].second == data) { free_order.erase(free_order.begin() + (long)j); break; }
         hits++;
+        from_cache = true;
       }
     }
     if (!block) {
@@ -77,13 +79,12 @@ struct CachingCpuAllocator final : public c10::Allocator {
         released.clear();
         block = inner->allocate(cls);  // a second failure propagates as libtorch's out-of-memory error
       }
-      std::lock_guard<std::mutex> lock(mutex);
-      misses++;
     }
     void* data = block.get();
     auto device = block.device();
     {
       std::lock_guard<std::mutex> lock(mutex);
+      if (!from_cache) misses++;
       live.emplace(data, std::make_pair(std::move(block), cls));
     }
     return c10::DataPtr(data, data, &Free, device);

@@ -99,21 +99,22 @@ bool lr_attention_cpu_applies(const at::Tensor& q, const at::Tensor& k, const at
   return true;
 }
 
+// The mask as an addend of the scores, shared with the formula in nn.cpp: the causal pattern (−inf above the diagonal,
+// top-left aligned: row r sees keys ≤ r), 0/−inf for a bool mask (true = keep), a float mask as given; undefined: none.
+at::Tensor lr_attention_bias(const at::Tensor& q, int64_t L, int64_t S, const c10::optional<at::Tensor>& mask, bool causal) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  if (causal) return at::zeros({L, S}, q.options()).masked_fill(at::ones({L, S}, q.options().dtype(at::kBool)).triu(1), ninf);
+  if (!mask.has_value() || !mask->defined()) return at::Tensor();
+  if (mask->scalar_type() == at::kBool) return at::where(*mask, at::zeros({}, q.options()), at::full({}, ninf, q.options()));
+  return *mask;
+}
+
 at::Tensor lr_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask, bool causal,
                             double scale) {
   const int64_t L = q.size(2), S = k.size(2);
-  const double ninf = -std::numeric_limits<double>::infinity();
-  const std::vector<int64_t> full{q.size(0), q.size(1), L, S};
+  auto b = lr_attention_bias(q, L, S, mask, causal);
   c10::optional<at::Tensor> bias;
-  if (causal) {
-    // Top-left aligned, as the formula: row r sees keys ≤ r.
-    bias = at::zeros({L, S}, q.options()).masked_fill(at::ones({L, S}, q.options().dtype(at::kBool)).triu(1), ninf).expand(full);
-  } else if (mask.has_value() && mask->defined()) {
-    if (mask->scalar_type() == at::kBool)
-      bias = at::where(*mask, at::zeros({}, q.options()), at::full({}, ninf, q.options())).expand(full);
-    else
-      bias = mask->to(q.scalar_type()).expand(full);
-  }
+  if (b.defined()) bias = b.to(q.scalar_type()).expand({q.size(0), q.size(1), L, S});
   return AttentionFn::apply(q, k, v, bias, scale);
 }
 

@@ -189,6 +189,8 @@ LR_API lr_tensor lr_nn_binary_cross_entropy_with_logits(lr_tensor input, lr_tens
 
 // ---- attention ----
 
+at::Tensor lr_attention_bias(const at::Tensor& q, int64_t L, int64_t S, const c10::optional<at::Tensor>& mask, bool causal);
+
 // The reference formula: softmax(q k^T * scale + bias) v, with dropout on the attention weights. The causal
 // mask keeps the lower triangle (top-left aligned for L != S); a bool mask keeps true positions; a float
 // mask is added.
@@ -201,14 +203,7 @@ LR_API lr_tensor lr_nn_binary_cross_entropy_with_logits(lr_tensor input, lr_tens
   TORCH_CHECK(!(causal && mask.has_value()), "scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True");
   const int64_t L = q.size(-2), S = k.size(-2);
   const double sc = scale.has_value() ? *scale : 1.0 / std::sqrt((double)q.size(-1));
-  const double ninf = -std::numeric_limits<double>::infinity();
-  // The mask as an addend of the scores (causal pattern, 0/−inf for a bool mask, or the float mask).
-  at::Tensor bias;
-  if (causal) bias = at::zeros({L, S}, q.options()).masked_fill(at::ones({L, S}, q.options().dtype(at::kBool)).triu(1), ninf);
-  if (mask.has_value()) {
-    if (mask->scalar_type() == at::kBool) bias = at::where(*mask, at::zeros({}, q.options()), at::full({}, ninf, q.options()));
-    else bias = *mask;
-  }
+  const at::Tensor bias = lr_attention_bias(q, L, S, mask, causal);  // the mask as an addend of the scores
   at::Tensor attn;
   const bool batched = q.dim() >= 3 && q.dim() == k.dim() && q.sizes().slice(0, q.dim() - 2) == k.sizes().slice(0, k.dim() - 2);
   if (batched && (!bias.defined() || (bias.scalar_type() == q.scalar_type() && !bias.requires_grad() && bias.dim() <= q.dim()))) {

@@ -83,7 +83,6 @@ public static class NativeLibraryLoader
             }
             ConfigureThreads();
             ConfigureCpuCache();
-            BlasThreading = DetectBlas();
             return s_handle;
         }
     }
@@ -119,8 +118,10 @@ public static class NativeLibraryLoader
     }
 
     /// <summary>The OpenBLAS build the process uses for float32 matrix products ("openmp", "pthread" or "other"), as
-    /// found after loading: see <see cref="PreloadOpenMpBlas"/>.</summary>
-    public static string BlasThreading { get; private set; } = "unknown";
+    /// found after loading (read once, on first use; "unknown" before the shim loads): see <see cref="PreloadOpenMpBlas"/>.</summary>
+    public static string BlasThreading => s_handle == IntPtr.Zero ? "unknown" : s_blas ??= DetectBlas();
+
+    private static string? s_blas;
 
     /// <summary>
     /// Debian's libtorch calls OpenBLAS through libblas.so.3, which the alternatives system points at the pthread build:
